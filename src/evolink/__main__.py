@@ -1,0 +1,5 @@
+import sys
+
+from evolink.cli import main
+
+sys.exit(main())

@@ -1,0 +1,96 @@
+"""The clock interface the rest of evolink depends on.
+
+``Clock.now()`` is aware UTC. ``CorrectedClock`` applies the best known offset (host -> true time);
+the engine feeds it the server's ``t`` from ``success``/``pair-success`` through
+``report_upstream``. The offset *estimation* (NTP, HTTP Date, verdicts) lives in sibling modules
+and sets the offset through ``set_offset``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """Aware UTC datetime."""
+        ...
+
+    def time(self) -> float:
+        """Unix seconds (float)."""
+        ...
+
+
+class SystemClock:
+    """The host clock as is."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def time(self) -> float:
+        return time.time()
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamSample:
+    """One observation of upstream (server) time against the host clock.
+
+    ``offset`` = true - host, in seconds; ``uncertainty`` is the half-width of the error bound.
+    """
+
+    source: str
+    offset: float
+    uncertainty: float
+    observed_at: float  # host unix time when observed
+
+
+class CorrectedClock:
+    """Host time plus the best known offset to true time. Thread-safe; cheap to call."""
+
+    def __init__(self, offset: float = 0.0, uncertainty: float | None = None, source: str = "none") -> None:
+        self._lock = threading.Lock()
+        self._offset = offset
+        self._uncertainty = uncertainty
+        self._source = source
+        self._upstream: dict[str, UpstreamSample] = {}
+
+    @property
+    def offset(self) -> float:
+        return self._offset
+
+    @property
+    def uncertainty(self) -> float | None:
+        return self._uncertainty
+
+    @property
+    def source(self) -> str:
+        return self._source
+
+    def set_offset(self, offset: float, uncertainty: float | None, source: str) -> None:
+        with self._lock:
+            self._offset = offset
+            self._uncertainty = uncertainty
+            self._source = source
+
+    def report_upstream(self, source: str, server_unix: float, host_unix: float | None = None,
+                        uncertainty: float = 1.0) -> UpstreamSample:
+        """Record upstream time (e.g. the ``t`` attribute of ``success``, whole seconds -> ±1 s)."""
+        host = time.time() if host_unix is None else host_unix
+        sample = UpstreamSample(source, server_unix - host, uncertainty, host)
+        with self._lock:
+            self._upstream[source] = sample
+        return sample
+
+    def upstream(self) -> dict[str, UpstreamSample]:
+        with self._lock:
+            return dict(self._upstream)
+
+    def time(self) -> float:
+        return time.time() + self._offset
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.time(), UTC)

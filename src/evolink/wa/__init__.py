@@ -1,0 +1,1 @@
+"""The client engine: asyncio driver over evolink.wire (pairing, login, keepalive, reconnect)."""

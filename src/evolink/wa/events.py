@@ -1,0 +1,96 @@
+"""Events the engine emits to the gateway (the contract between evolink.wa and evolink.gateway).
+
+All timestamps are aware UTC datetimes from the engine's injected clock (the corrected clock).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class CloseReason(StrEnum):
+    LOGGED_OUT = "logged_out"  # 401 / device_removed: creds wiped, no reconnect
+    FORBIDDEN = "forbidden"  # 403: no reconnect
+    REPLACED = "replaced"  # 440 / conflict replaced: no reconnect
+    RESTART_REQUIRED = "restart_required"  # 515: immediate reconnect
+    QR_REFS_ENDED = "qr_refs_ended"  # registration socket ran out of refs: no reconnect
+    TIMED_OUT = "timed_out"  # 408: keepalive deadline / connection lost
+    CONNECTION_CLOSED = "connection_closed"  # 428: remote closed
+    BAD_SESSION = "bad_session"  # 500
+    UNAVAILABLE = "unavailable"  # 503
+    CERTIFICATE = "certificate"  # server cert chain refused
+    PROTOCOL = "protocol"  # garbage / undecodable input from the server
+    CONNECT_FAILED = "connect_failed"  # TCP/TLS/WebSocket could not be opened
+    CLOCK = "clock"  # linking refused by the clock guard
+    CLOSED_BY_USER = "closed_by_user"  # close() was called
+
+
+@dataclass(frozen=True, slots=True)
+class QrEvent:
+    qr: str  # full QR string (https://wa.me/settings/linked_devices#ref,noise,identity,adv,platform)
+    index: int  # 0-based ref index on this connection
+    total: int  # refs the server gave
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PairingCodeEvent:
+    code: str  # 8 chars, as confirmed by the server (never logged beyond its last 2 chars)
+    phone: str
+    issued_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectingEvent:
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class OpenEvent:
+    jid: str
+    lid: str | None
+    push_name: str | None
+    is_new_login: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CloseEvent:
+    reason: CloseReason
+    code: int | None
+    will_reconnect: bool
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedOutEvent:
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class CredsUpdatedEvent:
+    creds: dict[str, Any]  # JSON-serialisable creds (see evolink.wa.creds)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerTimeEvent:
+    """Server ``t`` seen in success/pair-success; offset = server - host seconds."""
+
+    server_unix: int
+    offset_seconds: float
+    source: str  # "success" | "pair-success"
+
+
+EngineEvent = (
+    QrEvent
+    | PairingCodeEvent
+    | ConnectingEvent
+    | OpenEvent
+    | CloseEvent
+    | LoggedOutEvent
+    | CredsUpdatedEvent
+    | ServerTimeEvent
+)

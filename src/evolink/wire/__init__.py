@@ -1,0 +1,1 @@
+"""Sans-I/O WhatsApp Web wire layer: binary nodes, frames, Noise, protobufs and pairing crypto."""

@@ -13,7 +13,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("evolink.api.serve_cli:main", "run the HTTP gateway (add --sandbox for an embedded sandbox)"),
     "sandbox": ("evolink.sandbox.cli:main", "run the WhatsApp-like sandbox server with simulated phones"),
-    "doctor": ("evolink.clock.doctor:main", "deploy checklist: clock, timezone, database, upstream"),
+    "doctor": ("evolink.doctor:main", "deploy checklist: clock, timezone, database, upstream"),
     "pair": ("evolink.wa.pair_cli:main", "link one device from the terminal (QR or code)"),
     "demo": ("evolink.api.demo_cli:main", "scripted full link through an embedded sandbox, with timings"),
 }

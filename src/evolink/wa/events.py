@@ -26,6 +26,7 @@ class CloseReason(StrEnum):
     CONNECT_FAILED = "connect_failed"  # TCP/TLS/WebSocket could not be opened
     CLOCK = "clock"  # linking refused by the clock guard
     CLOSED_BY_USER = "closed_by_user"  # close() was called
+    CLIENT_OUTDATED = "client_outdated"  # failure 405: the server refuses this client version
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,1 +1,9 @@
-"""evolink.store."""
+"""Persistence: SQLAlchemy 2 async models, Alembic migrations, the creds store and the event outbox."""
+
+from evolink.store.creds import SqlCredsStore
+from evolink.store.db import Database, DatabaseError, normalise_postgres_url, open_database, sqlite_url
+from evolink.store.repo import NameInUse, OutboxItem, Store
+from evolink.store.sealing import CredsCipher, SealError
+
+__all__ = ["CredsCipher", "Database", "DatabaseError", "NameInUse", "OutboxItem", "SealError",
+           "SqlCredsStore", "Store", "normalise_postgres_url", "open_database", "sqlite_url"]

@@ -1,0 +1,178 @@
+"""Gateway configuration from the environment (and `.env`), named as Evolution API names it.
+
+Evolution's names and defaults are kept where they exist (so an existing `.env` keeps working);
+evolink's own variables carry the `EVOLINK_`, `WA_`, `CONNECT_` prefixes. A bad value never
+produces a traceback: `load_settings()` raises `ConfigError` with one line naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+EVENT_KEYS: tuple[str, ...] = (
+    "APPLICATION_STARTUP", "QRCODE_UPDATED", "MESSAGES_SET", "MESSAGES_UPSERT", "MESSAGES_EDITED",
+    "MESSAGES_UPDATE", "MESSAGES_DELETE", "SEND_MESSAGE", "SEND_MESSAGE_UPDATE", "CONTACTS_SET",
+    "CONTACTS_UPSERT", "CONTACTS_UPDATE", "PRESENCE_UPDATE", "CHATS_SET", "CHATS_UPSERT", "CHATS_UPDATE",
+    "CHATS_DELETE", "GROUPS_UPSERT", "GROUP_UPDATE", "GROUP_PARTICIPANTS_UPDATE", "CONNECTION_UPDATE",
+    "LABELS_EDIT", "LABELS_ASSOCIATION", "CALL", "TYPEBOT_START", "TYPEBOT_CHANGE_STATUS",
+    "REMOVE_INSTANCE", "LOGOUT_INSTANCE", "INSTANCE_CREATE", "INSTANCE_DELETE", "STATUS_INSTANCE",
+)
+"""Event keys a per-instance webhook may list (Evolution 2.3.7's allowed list, same order)."""
+
+# Keys that have a global `WEBHOOK_EVENTS_<KEY>` flag in Evolution (per-instance-only ones excluded).
+_PER_INSTANCE_ONLY = ("STATUS_INSTANCE", "REMOVE_INSTANCE", "LOGOUT_INSTANCE", "GROUP_UPDATE")
+GLOBAL_EVENT_FLAGS: tuple[str, ...] = (*(k for k in EVENT_KEYS if k not in _PER_INSTANCE_ONLY), "GROUPS_UPDATE")
+
+DEFAULT_NON_RETRYABLE = (400, 401, 403, 404, 422)
+
+
+class ConfigError(Exception):
+    """A configuration value is missing or invalid; ``str()`` is one line naming the variable."""
+
+
+def default_data_dir() -> Path:
+    """``./data`` when the working directory is writable (a checkout / container), else ``~/.evolink``."""
+    cwd = Path.cwd()
+    if os.access(cwd, os.W_OK):
+        return cwd / "data"
+    return Path.home() / ".evolink"
+
+
+def _csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """All gateway settings. Field names are the environment variable names (case-insensitive)."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore",
+                                      case_sensitive=False, populate_by_name=True)
+
+    # server
+    SERVER_PORT: int = Field(8080, ge=0, le=65535)
+    SERVER_HOST: str = "0.0.0.0"
+    SERVER_URL: str | None = None
+    SERVER_NAME: str = "evolution"
+
+    # auth
+    AUTHENTICATION_API_KEY: str | None = None
+    AUTHENTICATION_EXPOSE_IN_FETCH_INSTANCES: bool = False
+
+    # database
+    DATABASE_PROVIDER: Literal["sqlite", "postgresql"] = "sqlite"
+    DATABASE_CONNECTION_URI: str | None = None
+    DATABASE_CONNECTION_CLIENT_NAME: str = "evolution"
+
+    # qrcode / session
+    QRCODE_LIMIT: int = Field(30, ge=1)
+    QRCODE_COLOR: str = Field("#198754", pattern=r"^#[0-9a-fA-F]{6}$")
+    CONFIG_SESSION_PHONE_CLIENT: str = "Evolution API"
+    CONFIG_SESSION_PHONE_NAME: str = "Chrome"
+    DEL_INSTANCE: int | bool = False
+    LOG_LEVEL: str = "ERROR,WARN,DEBUG,INFO,LOG,VERBOSE,DARK,WEBHOOKS,WEBSOCKET"
+
+    # webhooks (global)
+    WEBHOOK_GLOBAL_ENABLED: bool = False
+    WEBHOOK_GLOBAL_URL: str | None = None
+    WEBHOOK_GLOBAL_WEBHOOK_BY_EVENTS: bool = False
+    WEBHOOK_REQUEST_TIMEOUT_MS: int = Field(30000, ge=1)
+    WEBHOOK_RETRY_MAX_ATTEMPTS: int = Field(10, ge=1)
+    WEBHOOK_RETRY_INITIAL_DELAY_SECONDS: float = Field(5.0, ge=0)
+    WEBHOOK_RETRY_USE_EXPONENTIAL_BACKOFF: bool = True
+    WEBHOOK_RETRY_MAX_DELAY_SECONDS: float = Field(300.0, ge=0)
+    WEBHOOK_RETRY_JITTER_FACTOR: float = Field(0.2, ge=0, le=1)
+    WEBHOOK_RETRY_NON_RETRYABLE_STATUS_CODES: Annotated[list[int], NoDecode] = list(DEFAULT_NON_RETRYABLE)
+
+    # evolink's own
+    EVOLINK_DATA_DIR: Path = Field(default_factory=default_data_dir)
+    EVOLINK_SECRET_KEY: str | None = None
+    WA_WEBSOCKET_URL: str = "wss://web.whatsapp.com/ws/chat"
+    WA_ROOT_PUBLIC_KEY: str | None = None  # hex; None = WhatsApp's production root
+    CONNECT_WAIT_SECONDS: float = Field(10.0, gt=0, le=120)
+
+    # Per-event global flags, filled from WEBHOOK_EVENTS_<KEY> (not declared one by one).
+    webhook_events: dict[str, bool] = Field(default_factory=dict, exclude=True)
+
+    @field_validator("WEBHOOK_RETRY_NON_RETRYABLE_STATUS_CODES", mode="before")
+    @classmethod
+    def _codes(cls, value: Any) -> Any:
+        return _csv(value)
+
+    @field_validator("DEL_INSTANCE", mode="before")
+    @classmethod
+    def _del_instance(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() in ("", "false", "0"):
+            return False
+        return value
+
+    @field_validator("DATABASE_PROVIDER", mode="before")
+    @classmethod
+    def _provider(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @property
+    def del_instance_minutes(self) -> int | None:
+        if isinstance(self.DEL_INSTANCE, bool) or self.DEL_INSTANCE <= 0:
+            return None
+        return int(self.DEL_INSTANCE)
+
+    def global_event_enabled(self, key: str) -> bool:
+        return self.webhook_events.get(key, False)
+
+
+def _read_event_flags(env: dict[str, str]) -> dict[str, bool]:
+    flags: dict[str, bool] = {}
+    for key in GLOBAL_EVENT_FLAGS:
+        raw = env.get(f"WEBHOOK_EVENTS_{key}")
+        if raw is None:
+            continue
+        low = raw.strip().lower()
+        if low not in ("true", "false", "1", "0", "yes", "no", "on", "off", ""):
+            raise ConfigError(f"WEBHOOK_EVENTS_{key}: expected true or false, got {raw!r}")
+        flags[key] = low in ("true", "1", "yes", "on")
+    return flags
+
+
+def _env_with_dotenv(env_file: str | Path | None) -> dict[str, str]:
+    merged: dict[str, str] = {}
+    if env_file is not None and Path(env_file).is_file():
+        for line in Path(env_file).read_text(encoding="utf-8").splitlines():
+            line = line.strip()
+            if not line or line.startswith("#") or "=" not in line:
+                continue
+            name, _, value = line.partition("=")
+            merged[name.strip().upper()] = value.strip().strip("'\"")
+    merged.update({k.upper(): v for k, v in os.environ.items()})
+    return merged
+
+
+def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Settings:
+    """Settings from env + ``.env`` + overrides; raises ConfigError naming the bad variable."""
+    try:
+        settings = Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = str(err["loc"][0]) if err.get("loc") else "configuration"
+        value = err.get("input")
+        shown = "" if name in ("AUTHENTICATION_API_KEY", "EVOLINK_SECRET_KEY") else f" (got {value!r})"
+        raise ConfigError(f"{name}: {err['msg']}{shown}") from None
+    env = _env_with_dotenv(env_file)
+    settings.webhook_events = _read_event_flags(env) | dict(overrides.get("webhook_events") or {})
+    if settings.DATABASE_PROVIDER == "postgresql" and not settings.DATABASE_CONNECTION_URI:
+        raise ConfigError("DATABASE_CONNECTION_URI: required when DATABASE_PROVIDER=postgresql")
+    if settings.WEBHOOK_GLOBAL_ENABLED and not settings.WEBHOOK_GLOBAL_URL:
+        raise ConfigError("WEBHOOK_GLOBAL_URL: required when WEBHOOK_GLOBAL_ENABLED=true")
+    if settings.WA_ROOT_PUBLIC_KEY is not None:
+        try:
+            if len(bytes.fromhex(settings.WA_ROOT_PUBLIC_KEY)) != 32:
+                raise ValueError
+        except ValueError:
+            raise ConfigError("WA_ROOT_PUBLIC_KEY: expected 64 hex characters (a curve25519 public key)") from None
+    return settings

@@ -1,0 +1,255 @@
+"""Data access for the gateway. Every method is one short transaction (SQLite shares one connection)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from evolink.store.db import Database
+from evolink.store.models import (
+    EngineSession,
+    Instance,
+    OutboxEvent,
+    PairingAttempt,
+    Setting,
+    Webhook,
+    utcnow,
+)
+from evolink.store.sealing import CredsCipher
+
+SETTING_FIELDS = ("reject_call", "msg_call", "groups_ignore", "always_online", "read_messages", "read_status",
+                  "sync_full_history", "wavoip_token")
+
+
+class NameInUse(Exception):
+    """An instance with this name already exists."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    lane: str
+    instance_name: str
+    event: str
+    url: str
+    payload: dict[str, Any]
+    headers: dict[str, Any] | None = None
+
+
+class Store:
+    def __init__(self, db: Database, cipher: CredsCipher | None = None) -> None:
+        self.db = db
+        self.cipher = cipher or CredsCipher(None)
+
+    # --- instances -------------------------------------------------------------------------------
+
+    async def create_instance(self, *, instance_id: str, name: str, token: str, integration: str,
+                              number: str | None, client_name: str, settings: dict[str, Any],
+                              webhook: dict[str, Any] | None) -> Instance:
+        row = Instance(id=instance_id, name=name, token=token, integration=integration, number=number,
+                       client_name=client_name, connection_status="close")
+        try:
+            async with self.db.sessions.begin() as s:
+                s.add(row)
+                await s.flush()
+                s.add(Setting(instance_id=instance_id, **_setting_values(settings)))
+                if webhook is not None:
+                    s.add(Webhook(instance_id=instance_id, **webhook))
+        except IntegrityError as exc:
+            raise NameInUse(name) from exc
+        return row
+
+    async def get_instance(self, name: str) -> Instance | None:
+        async with self.db.sessions() as s:
+            return (await s.execute(select(Instance).where(Instance.name == name))).scalar_one_or_none()
+
+    async def get_instance_by_id(self, instance_id: str) -> Instance | None:
+        async with self.db.sessions() as s:
+            return await s.get(Instance, instance_id)
+
+    async def list_instances(self, *, client_name: str | None = None, token: str | None = None,
+                             name: str | None = None, instance_id: str | None = None,
+                             number: str | None = None) -> list[Instance]:
+        q = select(Instance).order_by(Instance.created_at, Instance.name)
+        if client_name is not None:
+            q = q.where(Instance.client_name == client_name)
+        if token is not None:
+            q = q.where(Instance.token == token)
+        if name is not None:
+            q = q.where(Instance.name == name)
+        if instance_id is not None:
+            q = q.where(Instance.id == instance_id)
+        if number is not None:
+            q = q.where(Instance.number == number)
+        async with self.db.sessions() as s:
+            return list((await s.execute(q)).scalars())
+
+    async def token_exists(self, token: str) -> bool:
+        async with self.db.sessions() as s:
+            n = await s.scalar(select(func.count()).select_from(Instance).where(Instance.token == token))
+            return bool(n)
+
+    async def update_instance(self, instance_id: str, **values: Any) -> None:
+        async with self.db.sessions.begin() as s:
+            await s.execute(update(Instance).where(Instance.id == instance_id).values(updated_at=utcnow(), **values))
+
+    async def delete_instance(self, instance_id: str) -> None:
+        async with self.db.sessions.begin() as s:
+            # Explicit child deletes: SQLite enforces ON DELETE CASCADE only with the pragma, and
+            # being explicit keeps both backends identical.
+            for model in (Setting, Webhook, EngineSession, PairingAttempt):
+                await s.execute(delete(model).where(model.instance_id == instance_id))
+            await s.execute(delete(Instance).where(Instance.id == instance_id))
+
+    # --- settings / webhook ----------------------------------------------------------------------
+
+    async def get_setting(self, instance_id: str) -> Setting | None:
+        async with self.db.sessions() as s:
+            return (await s.execute(select(Setting).where(Setting.instance_id == instance_id))).scalar_one_or_none()
+
+    async def upsert_setting(self, instance_id: str, values: dict[str, Any]) -> Setting:
+        async with self.db.sessions.begin() as s:
+            row = (await s.execute(select(Setting).where(Setting.instance_id == instance_id))).scalar_one_or_none()
+            if row is None:
+                row = Setting(instance_id=instance_id, **_setting_values(values))
+                s.add(row)
+            else:
+                for key, value in _setting_values(values).items():
+                    setattr(row, key, value)
+            await s.flush()
+            return row
+
+    async def get_webhook(self, instance_id: str) -> Webhook | None:
+        async with self.db.sessions() as s:
+            return (await s.execute(select(Webhook).where(Webhook.instance_id == instance_id))).scalar_one_or_none()
+
+    async def upsert_webhook(self, instance_id: str, values: dict[str, Any]) -> Webhook:
+        async with self.db.sessions.begin() as s:
+            row = (await s.execute(select(Webhook).where(Webhook.instance_id == instance_id))).scalar_one_or_none()
+            if row is None:
+                row = Webhook(instance_id=instance_id, **values)
+                s.add(row)
+            else:
+                for key, value in values.items():
+                    setattr(row, key, value)
+            await s.flush()
+            return row
+
+    # --- engine creds ----------------------------------------------------------------------------
+
+    async def load_creds(self, instance_id: str) -> dict[str, Any] | None:
+        async with self.db.sessions() as s:
+            row = await s.get(EngineSession, instance_id)
+            if row is None:
+                return None
+            data = json.loads(self.cipher.open(row.creds, instance_id))
+            if not isinstance(data, dict):
+                raise ValueError("stored creds are not a JSON object")
+            return data
+
+    async def save_creds(self, instance_id: str, creds: dict[str, Any]) -> None:
+        sealed = self.cipher.seal(json.dumps(creds, separators=(",", ":"), sort_keys=True), instance_id)
+        async with self.db.sessions.begin() as s:
+            row = await s.get(EngineSession, instance_id)
+            if row is None:
+                s.add(EngineSession(instance_id=instance_id, creds=sealed))
+            else:
+                row.creds = sealed
+                row.updated_at = utcnow()
+
+    async def clear_creds(self, instance_id: str) -> None:
+        async with self.db.sessions.begin() as s:
+            await s.execute(delete(EngineSession).where(EngineSession.instance_id == instance_id))
+
+    async def raw_creds(self, instance_id: str) -> str | None:
+        """The stored column as is (tests check sealing)."""
+        async with self.db.sessions() as s:
+            row = await s.get(EngineSession, instance_id)
+            return None if row is None else row.creds
+
+    # --- pairing attempts ------------------------------------------------------------------------
+
+    async def add_pairing_attempt(self, *, instance_id: str, method: str, code: str | None,
+                                  issued_at_system: datetime, issued_at_corrected: datetime,
+                                  issued_at_server: datetime | None, expires_at: datetime | None,
+                                  outcome: str = "pending") -> int:
+        suffix = code[-2:] if code else None  # never the whole code
+        row = PairingAttempt(instance_id=instance_id, method=method, code_suffix=suffix,
+                             issued_at_system=issued_at_system, issued_at_corrected=issued_at_corrected,
+                             issued_at_server=issued_at_server, expires_at=expires_at, outcome=outcome)
+        if outcome != "pending":
+            row.finished_at = issued_at_corrected
+            row.duration_seconds = 0.0
+        async with self.db.sessions.begin() as s:
+            s.add(row)
+            await s.flush()
+            return row.id
+
+    async def finish_pairing_attempts(self, instance_id: str, outcome: str, at: datetime) -> list[PairingAttempt]:
+        """Close every pending attempt of the instance; returns the closed rows."""
+        async with self.db.sessions.begin() as s:
+            rows = list((await s.execute(select(PairingAttempt).where(
+                PairingAttempt.instance_id == instance_id, PairingAttempt.outcome == "pending"))).scalars())
+            for row in rows:
+                row.outcome = outcome
+                row.finished_at = at
+                row.duration_seconds = max(0.0, (at - row.issued_at_corrected).total_seconds())
+            return rows
+
+    async def list_pairing_attempts(self, instance_id: str) -> list[PairingAttempt]:
+        async with self.db.sessions() as s:
+            q = select(PairingAttempt).where(PairingAttempt.instance_id == instance_id).order_by(PairingAttempt.id)
+            return list((await s.execute(q)).scalars())
+
+    # --- outbox ----------------------------------------------------------------------------------
+
+    async def enqueue(self, items: Iterable[OutboxItem]) -> int:
+        rows = [OutboxEvent(lane=i.lane, instance_name=i.instance_name, event=i.event, url=i.url,
+                            payload=i.payload, headers=i.headers, status="pending", attempts=0,
+                            next_attempt_at=0.0) for i in items]
+        if not rows:
+            return 0
+        async with self.db.sessions.begin() as s:
+            s.add_all(rows)
+        return len(rows)
+
+    async def due_heads(self, now: float, limit: int = 200) -> Sequence[OutboxEvent]:
+        """The oldest pending event of each lane, if it is due: later ones wait (per-lane order)."""
+        heads = select(func.min(OutboxEvent.id)).where(OutboxEvent.status == "pending").group_by(OutboxEvent.lane)
+        q = (select(OutboxEvent).where(OutboxEvent.id.in_(heads), OutboxEvent.next_attempt_at <= now)
+             .order_by(OutboxEvent.id).limit(limit))
+        async with self.db.sessions() as s:
+            return list((await s.execute(q)).scalars())
+
+    async def next_due_at(self) -> float | None:
+        heads = select(func.min(OutboxEvent.id)).where(OutboxEvent.status == "pending").group_by(OutboxEvent.lane)
+        async with self.db.sessions() as s:
+            value = await s.scalar(select(func.min(OutboxEvent.next_attempt_at)).where(OutboxEvent.id.in_(heads)))
+            return None if value is None else float(value)
+
+    async def mark_outbox(self, event_id: int, *, status: str, attempts: int, next_attempt_at: float = 0.0,
+                          error: str | None = None) -> None:
+        values: dict[str, Any] = {"status": status, "attempts": attempts, "next_attempt_at": next_attempt_at,
+                                  "last_error": error}
+        if status != "pending":
+            values["finished_at"] = utcnow()
+        async with self.db.sessions.begin() as s:
+            await s.execute(update(OutboxEvent).where(OutboxEvent.id == event_id).values(**values))
+
+    async def outbox_counts(self) -> dict[str, int]:
+        async with self.db.sessions() as s:
+            rows = (await s.execute(select(OutboxEvent.status, func.count()).group_by(OutboxEvent.status))).all()
+            return {str(status): int(n) for status, n in rows}
+
+
+def _setting_values(values: dict[str, Any]) -> dict[str, Any]:
+    defaults: dict[str, Any] = {k: ("" if k in ("msg_call", "wavoip_token") else False) for k in SETTING_FIELDS}
+    for key in SETTING_FIELDS:
+        if values.get(key) is not None:
+            defaults[key] = values[key]
+    return defaults

@@ -27,7 +27,7 @@ async def test_iterators_and_callbacks_receive_events_in_order() -> None:
     await asyncio.sleep(0)  # let the consumer register its queue
     for i in range(3):
         bus.emit(ConnectingEvent(i))
-    bus.close()
+    bus.end_streams()
     await asyncio.wait_for(task, 1)
     assert received == [ConnectingEvent(0), ConnectingEvent(1), ConnectingEvent(2)]
     assert seen_sync == received

@@ -26,7 +26,6 @@ class EventBus:
         self._queues: set[asyncio.Queue[Any]] = set()
         self._callbacks: list[Callback] = []
         self._tasks: set[asyncio.Task[None]] = set()
-        self._closed = False
         self.dropped = 0
 
     def subscribe(self, callback: Callback) -> Callable[[], None]:
@@ -40,10 +39,8 @@ class EventBus:
         return unsubscribe
 
     async def stream(self) -> AsyncIterator[EngineEvent]:
-        """Events from now on, until the bus is closed."""
+        """Events from now on, until ``end_streams`` (the engine calls it on ``close()``)."""
         queue: asyncio.Queue[Any] = asyncio.Queue(self._queue_size)
-        if self._closed:
-            return
         self._queues.add(queue)
         try:
             while True:
@@ -55,8 +52,6 @@ class EventBus:
             self._queues.discard(queue)
 
     def emit(self, event: EngineEvent) -> None:
-        if self._closed:
-            return
         for queue in self._queues:
             self._put(queue, event)
         for callback in list(self._callbacks):
@@ -85,10 +80,8 @@ class EventBus:
         if not task.cancelled() and task.exception() is not None:
             log.error("async event callback failed", exc_info=task.exception())
 
-    def close(self) -> None:
-        """End every iterator (after the events already queued)."""
-        if self._closed:
-            return
+    def end_streams(self) -> None:
+        """End every current iterator (after the events already queued); callbacks stay subscribed."""
         for queue in self._queues:
             self._put(queue, _END)
-        self._closed = True
+        self._queues.clear()

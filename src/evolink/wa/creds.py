@@ -35,16 +35,16 @@ class CredsError(ValueError):
 
 @dataclass(slots=True)
 class Creds:
-    noise_private: bytes
+    noise_private: bytes = field(repr=False)
     noise_public: bytes
-    identity_private: bytes
+    identity_private: bytes = field(repr=False)
     identity_public: bytes
     signed_pre_key_id: int
-    signed_pre_key_private: bytes
+    signed_pre_key_private: bytes = field(repr=False)
     signed_pre_key_public: bytes
     signed_pre_key_signature: bytes
     registration_id: int
-    adv_secret: bytes
+    adv_secret: bytes = field(repr=False)
     me_jid: str | None = None  # "phone:device@s.whatsapp.net" once paired
     me_lid: str | None = None
     platform: str | None = None  # primary's platform from pair-success
@@ -54,7 +54,7 @@ class Creds:
     primary_identity: bytes | None = None  # the phone's identity key (accountSignatureKey)
     routing_info: bytes | None = None
     next_pre_key_id: int = 1
-    pre_keys: dict[int, bytes] = field(default_factory=dict)  # uploaded one-time pre-keys: id -> private
+    pre_keys: dict[int, bytes] = field(default_factory=dict, repr=False)  # uploaded one-time pre-keys: id -> private
 
     @classmethod
     def new(cls) -> Creds:

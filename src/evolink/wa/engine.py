@@ -1,0 +1,417 @@
+"""The engine: one linked (or linking) device, one socket at a time, reconnecting by policy.
+
+``Engine.start()`` runs a single background task that connects, handshakes, links or logs in, and
+keeps the link alive; when the connection ends it decides (``stream_errors``) whether and when to
+reconnect. There is never more than one live socket per engine: the next connection is opened only
+after the previous one has been shut down. ``close()`` cancels everything; ``logout()`` removes the
+companion device upstream, wipes the creds and closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections.abc import AsyncIterator, Callable
+
+from evolink.clock.base import Clock, SystemClock
+from evolink.wa.bus import Callback, EventBus
+from evolink.wa.config import EngineConfig
+from evolink.wa.connection import Connection, ConnectionLost, IqError, QueryTimeout
+from evolink.wa.creds import Creds, CredsError, CredsStore
+from evolink.wa.events import (
+    CloseEvent,
+    CloseReason,
+    ConnectingEvent,
+    CredsUpdatedEvent,
+    EngineEvent,
+    LoggedOutEvent,
+    OpenEvent,
+    PairingCodeEvent,
+    ServerTimeEvent,
+)
+from evolink.wa.handshake import HandshakeTimeout, perform_handshake
+from evolink.wa.keepalive import Action, KeepaliveSchedule
+from evolink.wa.login import handle_success
+from evolink.wa.pair_code import (
+    AlreadyPaired,
+    PairingError,
+    PairingUnavailable,
+    handle_primary_hello,
+    normalize_phone,
+    request_code,
+)
+from evolink.wa.pair_qr import handle_pair_device
+from evolink.wa.pair_success import handle_pair_success
+from evolink.wa.payload import PayloadError, login_payload, registration_payload
+from evolink.wa.reconnect import ReconnectPolicy
+from evolink.wa.socket import ConnectFailed, FrameSocket, NoiseSocket, SocketClosed
+from evolink.wa.stream_errors import Disconnect, from_failure, from_stream_error, remote_closed
+from evolink.wire.binary import SERVER_JID, Node
+from evolink.wire.errors import CertificateError, WireError
+
+log = logging.getLogger("evolink.wa.engine")
+
+MAX_IMMEDIATE_RESTARTS = 3  # consecutive 515s without reaching open before backoff applies
+
+
+class Engine:
+    def __init__(self, config: EngineConfig, store: CredsStore, clock: Clock | None = None, *,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
+        self.config = config
+        self.store = store
+        self.clock: Clock = clock or SystemClock()
+        self.ssl_context = ssl_context
+        self._bus = EventBus(config.event_queue_size)
+        self._policy = ReconnectPolicy(config.reconnect_base, config.reconnect_cap, config.reconnect_max_attempts)
+        self._run_task: asyncio.Task[None] | None = None
+        self._conn: Connection | None = None
+        self._conn_changed = asyncio.Event()
+        self._pair_lock = asyncio.Lock()
+        self._state = "close"
+        self._creds: Creds | None = None
+        self._wiped = False
+        self._new_login = False
+        self._immediate_streak = 0
+        self.connections = 0  # sockets opened so far (tests and metrics)
+        self.last_disconnect: Disconnect | None = None
+        self.server_time_offset: float | None = None
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def state(self) -> str:
+        """"close" | "connecting" | "open"."""
+        return self._state
+
+    @property
+    def creds(self) -> Creds | None:
+        return self._creds
+
+    @property
+    def running(self) -> bool:
+        return self._run_task is not None and not self._run_task.done()
+
+    def events(self) -> AsyncIterator[EngineEvent]:
+        return self._bus.stream()
+
+    def subscribe(self, callback: Callback) -> Callable[[], None]:
+        return self._bus.subscribe(callback)
+
+    async def start(self) -> None:
+        """Connect in the background (idempotent while running)."""
+        if self.running:
+            return
+        self._policy.reset()
+        self._immediate_streak = 0
+        self._run_task = asyncio.create_task(self._run(), name="wa-engine")
+
+    async def close(self) -> None:
+        """Stop: cancel the connection and every task, close the socket, end event iterators."""
+        task, self._run_task = self._run_task, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            self._state = "close"
+            self.emit(CloseEvent(CloseReason.CLOSED_BY_USER, None, False, "closed by user"))
+        self._state = "close"
+        self._notify()
+        self._bus.end_streams()
+
+    async def logout(self) -> None:
+        """Remove this companion device upstream, wipe the creds, close."""
+        conn = self._conn
+        creds = self._creds
+        if conn is not None and conn.opened and not conn.closed and creds is not None and creds.me_jid:
+            node = Node("iq", {"to": SERVER_JID, "type": "set", "xmlns": "md"}, [
+                Node("remove-companion-device", {"jid": creds.me_jid, "reason": "user_initiated"}),
+            ])
+            try:
+                await conn.query(node, within=min(self.config.query_timeout, 10.0))
+            except (IqError, QueryTimeout, ConnectionLost) as exc:
+                log.info("remove-companion-device: %s", exc)
+            # The server follows up with stream:error 401; let the run loop process it.
+            task = self._run_task
+            if task is not None:
+                try:
+                    await asyncio.wait_for(asyncio.shield(task), 5.0)
+                except TimeoutError:
+                    log.warning("server did not close the stream after logout; closing ourselves")
+        else:
+            log.info("logout while not connected: creds wiped locally only")
+        await self._wipe_creds("logged out by user")
+        await self.close()
+
+    async def request_pairing_code(self, phone: str) -> PairingCodeEvent:
+        """A server-confirmed pairing code for ``phone``; the same code on repeat calls on this socket."""
+        digits = normalize_phone(phone)
+        async with self._pair_lock:
+            conn = await self._registration_connection()
+            pending = conn.pairing
+            if pending is not None and self.clock.now() < pending.expires_at:
+                if pending.phone != digits:
+                    raise PairingError("a pairing code for another number is active on this connection")
+                return pending.event()
+            try:
+                pending = await request_code(self, conn, digits)
+            except ConnectionLost:
+                raise PairingUnavailable("the registration connection closed during the request") from None
+            if conn.closed:
+                raise PairingUnavailable("the registration connection closed during the request")
+            conn.pairing = pending
+            event = pending.event()
+            self.emit(event)
+            return event
+
+    # ------------------------------------------------------------------ hooks used by the flows
+
+    def emit(self, event: EngineEvent) -> None:
+        self._bus.emit(event)
+
+    async def save_creds(self, creds: Creds) -> None:
+        self._creds = creds
+        await self.store.save(creds)
+        self._wiped = False
+        self.emit(CredsUpdatedEvent(creds.to_dict()))
+
+    def mark_new_login(self) -> None:
+        self._new_login = True
+
+    def notify_connection_change(self) -> None:
+        self._notify()
+
+    def report_server_time(self, t: str | None, source: str) -> None:
+        """Server ``t`` (whole unix seconds) → upstream offset for the clock guard and an event."""
+        if t is None or not t.isdigit() or int(t) <= 0:
+            return
+        server = int(t)
+        host = time.time()
+        # `t` is truncated to the second: the true server time is in [t, t+1), centre it.
+        offset = server + 0.5 - host
+        report = getattr(self.clock, "report_upstream", None)
+        if callable(report):
+            report(source, server + 0.5, host, 1.0)
+        self.server_time_offset = offset
+        self.emit(ServerTimeEvent(server, offset, source))
+
+    def on_open(self, conn: Connection) -> None:
+        if conn.closed:
+            return
+        conn.opened = True
+        self._state = "open"
+        self._policy.reset()
+        self._immediate_streak = 0
+        creds = conn.creds
+        is_new, self._new_login = self._new_login, False
+        log.info("open", extra={"jid": creds.me_jid, "conn": conn.number})
+        self.emit(OpenEvent(creds.me_jid or "", creds.me_lid, creds.push_name or self.config.push_name, is_new))
+        self._notify()
+
+    # ------------------------------------------------------------------ internals
+
+    def _notify(self) -> None:
+        event, self._conn_changed = self._conn_changed, asyncio.Event()
+        event.set()
+
+    async def _wipe_creds(self, message: str) -> None:
+        if self._wiped:
+            return
+        self._wiped = True
+        self._creds = None
+        await self.store.clear()
+        self.emit(LoggedOutEvent(message))
+
+    async def _registration_connection(self) -> Connection:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.pairing_wait_timeout
+        while True:
+            conn = self._conn
+            if self._creds is not None and self._creds.registered:
+                raise AlreadyPaired("this engine is already linked; log out first")
+            if conn is not None and conn.registration and conn.pair_device_seen.is_set() and not conn.closed:
+                return conn
+            if not self.running:
+                raise PairingUnavailable("the engine is not running (call start())")
+            waiter = self._conn_changed
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise PairingUnavailable("no registration connection became ready in time")
+            try:
+                await asyncio.wait_for(waiter.wait(), remaining)
+            except TimeoutError:
+                raise PairingUnavailable("no registration connection became ready in time") from None
+
+    async def _run(self) -> None:
+        attempt = 0
+        try:
+            while True:
+                attempt += 1
+                self._state = "connecting"
+                self.emit(ConnectingEvent(attempt))
+                d = await self._connect_once()
+                self._state = "close"
+                self.last_disconnect = d
+                if d.wipe_creds:
+                    await self._wipe_creds(d.message)
+                will, delay = d.will_reconnect, 0.0
+                if will:
+                    if d.immediate and self._immediate_streak < MAX_IMMEDIATE_RESTARTS:
+                        self._immediate_streak += 1
+                    elif self._policy.exhausted:
+                        will = False
+                    else:
+                        delay = self._policy.next_delay()
+                log.info("closed: %s (%s) %s", d.reason.value, d.code, d.message,
+                         extra={"will_reconnect": will, "delay": round(delay, 3)})
+                self.emit(CloseEvent(d.reason, d.code, will, d.message))
+                if not will:
+                    return
+                if delay > 0:
+                    await asyncio.sleep(delay)
+        finally:
+            self._state = "close"
+
+    async def _load_creds(self) -> Creds:
+        if self._creds is None:
+            self._creds = await self.store.load()
+        if self._creds is None:
+            await self.save_creds(Creds.new())
+        assert self._creds is not None
+        return self._creds
+
+    async def _connect_once(self) -> Disconnect:
+        try:
+            creds = await self._load_creds()
+        except CredsError as exc:
+            return Disconnect(CloseReason.BAD_SESSION, None, f"stored creds unreadable: {exc}", will_reconnect=False)
+        registration = not creds.registered
+        try:
+            payload = registration_payload(creds, self.config) if registration else login_payload(creds, self.config)
+        except PayloadError as exc:
+            return Disconnect(CloseReason.BAD_SESSION, None, str(exc), will_reconnect=False)
+        try:
+            frames = await FrameSocket.open(self.config, ssl_context=self.ssl_context,
+                                            routing_info=creds.routing_info)
+        except ConnectFailed as exc:
+            return Disconnect(CloseReason.CONNECT_FAILED, None, str(exc), will_reconnect=True)
+        self.connections += 1
+        conn: Connection | None = None
+        try:
+            transport, _ = await perform_handshake(
+                frames, creds.noise_key, payload, root_public_key=self.config.root_public_key,
+                clock=self.clock, tolerance=self.config.cert_time_tolerance, reply_within=self.config.connect_timeout,
+            )
+            conn = Connection(NoiseSocket(frames, transport), creds, registration=registration,
+                              query_timeout=self.config.query_timeout, number=self.connections)
+            conn.last_rx = asyncio.get_running_loop().time()
+            self._conn = conn
+            self._notify()
+            conn.spawn(self._read_loop(conn), "reader")
+            conn.spawn(self._keepalive_loop(conn), "keepalive")
+            return await asyncio.shield(conn.done)
+        except CertificateError as exc:
+            log.warning("server certificate refused: %s", exc)
+            return Disconnect(CloseReason.CERTIFICATE, None, str(exc), will_reconnect=True)
+        except HandshakeTimeout as exc:
+            return Disconnect(CloseReason.TIMED_OUT, 408, str(exc), will_reconnect=True)
+        except SocketClosed as exc:
+            return Disconnect(CloseReason.CONNECTION_CLOSED, 428, f"closed during handshake: {exc}",
+                              will_reconnect=True)
+        except WireError as exc:
+            return Disconnect(CloseReason.PROTOCOL, None, f"handshake failed: {exc}", will_reconnect=True)
+        finally:
+            self._conn = None
+            if conn is not None:
+                conn.finish(Disconnect(CloseReason.CLOSED_BY_USER, None, "closed", will_reconnect=False))
+                await conn.shutdown()
+            else:
+                await frames.close()
+            self._notify()
+
+    async def _read_loop(self, conn: Connection) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            async for node in conn.sock.nodes():
+                conn.last_rx = loop.time()
+                self._dispatch(conn, node)
+                if conn.closed:
+                    return
+        except SocketClosed as exc:
+            if conn.registration and conn.qr_exhausted and not conn.pair_success_seen:
+                conn.finish(Disconnect(CloseReason.QR_REFS_ENDED, 408, "QR refs attempts ended", will_reconnect=False))
+            else:
+                d = remote_closed()
+                conn.finish(Disconnect(d.reason, d.code, f"{d.message}: {exc}", d.will_reconnect))
+        except WireError as exc:
+            conn.finish(Disconnect(CloseReason.PROTOCOL, None, f"bad frame from the server: {exc}",
+                                   will_reconnect=True))
+
+    async def _keepalive_loop(self, conn: Connection) -> None:
+        cfg = self.config
+        loop = asyncio.get_running_loop()
+        sched = KeepaliveSchedule(cfg.keepalive_min, cfg.keepalive_max, cfg.keepalive_dead_after,
+                                  last_received=conn.last_rx)
+        while not conn.closed:
+            sched.received(conn.last_rx)
+            delay = sched.wake_at() - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+                sched.received(conn.last_rx)
+            action = sched.due(loop.time())
+            if action is Action.DEAD:
+                conn.finish(Disconnect(CloseReason.TIMED_OUT, 408,
+                                       f"no frame from the server for {cfg.keepalive_dead_after:g}s",
+                                       will_reconnect=True))
+                return
+            if action is Action.PING:
+                await conn.send(Node("iq", {"id": conn.next_id(), "to": SERVER_JID, "type": "get", "xmlns": "w:p"},
+                                     [Node("ping")]))
+
+    def _dispatch(self, conn: Connection, node: Node) -> None:
+        tag = node.tag
+        attrs = node.attrs
+        if tag == "iq":
+            kind = attrs.get("type")
+            if kind in ("result", "error"):
+                conn.resolve(node)
+                return
+            if kind == "set":
+                if (pd := node.child("pair-device")) is not None:
+                    conn.spawn(handle_pair_device(self, conn, node, pd), "pair-device")
+                elif (ps := node.child("pair-success")) is not None:
+                    conn.spawn(handle_pair_success(self, conn, node, ps), "pair-success")
+            elif kind == "get" and attrs.get("xmlns") == "urn:xmpp:ping":
+                conn.spawn(conn.send(Node("iq", {"to": SERVER_JID, "type": "result", "id": attrs.get("id", "")})),
+                           "pong")
+            return
+        if tag == "success":
+            if conn.registration:
+                conn.finish(Disconnect(CloseReason.PROTOCOL, None, "success on a registration socket", True))
+            else:
+                conn.spawn(handle_success(self, conn, node), "login")
+        elif tag == "failure":
+            conn.finish(from_failure(attrs.get("reason"), attrs.get("message")))
+        elif tag == "stream:error":
+            conflict = node.child("conflict")
+            conn.finish(from_stream_error(attrs.get("code"), conflict.attrs.get("type") if conflict else None,
+                                          [c.tag for c in node.children()]))
+        elif tag == "xmlstreamend":
+            conn.finish(remote_closed())
+        elif tag == "notification":
+            ack = {"id": attrs.get("id", ""), "to": attrs.get("from", SERVER_JID), "class": "notification",
+                   "type": attrs.get("type", "")}
+            conn.spawn(conn.send(Node("ack", ack)), "ack")
+            if attrs.get("type") == "link_code_companion_reg":
+                conn.spawn(handle_primary_hello(self, conn, node), "primary-hello")
+        elif tag == "ib":
+            self._handle_ib(conn, node)
+        else:
+            log.debug("unhandled node %s", tag)
+
+    def _handle_ib(self, conn: Connection, node: Node) -> None:
+        edge = node.child("edge_routing")
+        info = edge.child("routing_info") if edge is not None else None
+        if info is not None and isinstance(info.content, bytes) and info.content != conn.creds.routing_info:
+            conn.creds.routing_info = info.content
+            conn.spawn(self.save_creds(conn.creds), "save-routing-info")

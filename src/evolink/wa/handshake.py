@@ -1,0 +1,57 @@
+"""Noise XX handshake, client side, with whatsmeow-strength certificate checks.
+
+The chain is verified in full by ``evolink.wire.certs.verify_cert_chain`` (root signature,
+intermediate issuer serial 0, leaf issuer = intermediate serial, leaf key = server static,
+validity windows) against the *injected* clock with a small tolerance; a failure raises
+``CertificateError`` whose ``check`` names the failing step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from evolink.clock.base import Clock
+from evolink.wa.socket import FrameSocket
+from evolink.wire.certs import CertChainInfo, verify_cert_chain
+from evolink.wire.crypto import KeyPair
+from evolink.wire.errors import NoiseError
+from evolink.wire.noise import NoiseInitiator, Transport
+
+log = logging.getLogger("evolink.wa.handshake")
+
+
+class HandshakeTimeout(Exception):
+    """The server did not answer ClientHello in time."""
+
+
+async def perform_handshake(
+    frames: FrameSocket,
+    noise_key: KeyPair,
+    payload: bytes,
+    *,
+    root_public_key: bytes,
+    clock: Clock,
+    tolerance: float,
+    reply_within: float,
+) -> tuple[Transport, CertChainInfo]:
+    """Run the three Noise messages and return the transport. Raises CertificateError/NoiseError
+    (WireError family) on a bad server, HandshakeTimeout, or SocketClosed."""
+    initiator = NoiseInitiator(noise_key)
+    await frames.send_frame(initiator.client_hello())
+    try:
+        reply = await asyncio.wait_for(frames.recv_frame(), reply_within)
+    except TimeoutError:
+        raise HandshakeTimeout(f"no ServerHello within {reply_within:g}s") from None
+    hello = initiator.read_server_hello(reply)
+    if len(hello.static) != 32:
+        raise NoiseError(f"server static key must be 32 bytes, got {len(hello.static)}")
+    info = verify_cert_chain(
+        hello.cert_payload,
+        server_static=hello.static,
+        root_public=root_public_key,
+        now=clock.time(),
+        tolerance=tolerance,
+    )
+    await frames.send_frame(initiator.client_finish(payload))
+    return initiator.transport(), info

@@ -1,0 +1,68 @@
+"""One-time pre-keys: ask the server how many it holds, upload a batch when it runs low."""
+
+from __future__ import annotations
+
+import logging
+
+from evolink.wa.connection import Connection
+from evolink.wa.creds import Creds
+from evolink.wire.binary import SERVER_JID, Node
+from evolink.wire.crypto import KeyPair
+
+log = logging.getLogger("evolink.wa.prekeys")
+
+MAX_PRE_KEY_ID = (1 << 24) - 1  # ids travel as 3 bytes
+
+
+def count_query() -> Node:
+    return Node("iq", {"to": SERVER_JID, "type": "get", "xmlns": "encrypt"}, [Node("count")])
+
+
+def parse_count(reply: Node) -> int:
+    count = reply.child("count")
+    value = count.attrs.get("value", "") if count is not None else ""
+    if not value.isdigit():
+        raise ValueError(f"pre-key count reply without a numeric value: {value!r}")
+    return int(value)
+
+
+def generate(creds: Creds, n: int) -> list[tuple[int, KeyPair]]:
+    """Fresh key pairs with ids following the last uploaded one (wrapping inside 24 bits)."""
+    keys = []
+    next_id = creds.next_pre_key_id
+    for _ in range(n):
+        keys.append((next_id, KeyPair.generate()))
+        next_id = next_id + 1 if next_id < MAX_PRE_KEY_ID else 1
+    return keys
+
+
+def upload_node(creds: Creds, keys: list[tuple[int, KeyPair]]) -> Node:
+    return Node("iq", {"to": SERVER_JID, "type": "set", "xmlns": "encrypt"}, [
+        Node("registration", {}, creds.registration_id.to_bytes(4, "big")),
+        Node("type", {}, b"\x05"),
+        Node("identity", {}, creds.identity_public),
+        Node("list", {}, [
+            Node("key", {}, [Node("id", {}, kid.to_bytes(3, "big")), Node("value", {}, kp.public)])
+            for kid, kp in keys
+        ]),
+        Node("skey", {}, [
+            Node("id", {}, creds.signed_pre_key_id.to_bytes(3, "big")),
+            Node("value", {}, creds.signed_pre_key_public),
+            Node("signature", {}, creds.signed_pre_key_signature),
+        ]),
+    ])
+
+
+async def ensure_uploaded(conn: Connection, creds: Creds, *, min_count: int, upload_count: int) -> int:
+    """Upload ``upload_count`` pre-keys if the server holds fewer than ``min_count``; returns the number
+    uploaded. The private halves are kept in ``creds.pre_keys`` (the caller persists creds)."""
+    server_count = parse_count(await conn.query(count_query()))
+    if server_count >= min_count:
+        return 0
+    keys = generate(creds, upload_count)
+    await conn.query(upload_node(creds, keys))
+    for kid, kp in keys:
+        creds.pre_keys[kid] = kp.private
+    creds.next_pre_key_id = keys[-1][0] + 1 if keys[-1][0] < MAX_PRE_KEY_ID else 1
+    log.info("uploaded pre-keys", extra={"count": len(keys), "server_had": server_count})
+    return len(keys)

@@ -6,6 +6,8 @@ import hashlib
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from evolink.wire import certs, crypto, noise, proto
 from evolink.wire.errors import NoiseError, ProtoError, WireError
@@ -277,3 +279,58 @@ def test_different_prologue_fails() -> None:
     res.read_client_hello(ini.client_hello())
     with pytest.raises(NoiseError):
         ini.read_server_hello(res.server_hello(b"cert"))
+
+
+# ------------------------------------------------------------------------------- adversarial input
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=400))
+def test_random_handshake_input_only_raises_wire_errors(data: bytes) -> None:
+    res = noise.NoiseResponder(crypto.KeyPair.generate())
+    try:
+        res.read_client_hello(data)
+    except WireError:
+        pass
+    ini = noise.NoiseInitiator(crypto.KeyPair.generate())
+    ini.client_hello()
+    with pytest.raises(WireError):  # random bytes can never authenticate
+        ini.read_server_hello(data)
+
+
+_VALID: dict[str, bytes] = {}
+
+
+def _valid_messages() -> dict[str, bytes]:
+    if not _VALID:
+        keys = [crypto.KeyPair.from_private(bytes([i]) * 32) for i in range(1, 5)]
+        ini = noise.NoiseInitiator(keys[0], ephemeral=keys[1])
+        res = noise.NoiseResponder(keys[2], ephemeral=keys[3])
+        _VALID["m1"] = ini.client_hello()
+        res.read_client_hello(_VALID["m1"])
+        _VALID["m2"] = res.server_hello(b"cert" * 20)
+        ini.read_server_hello(_VALID["m2"])
+        _VALID["m3"] = ini.client_finish(b"payload" * 10)
+    return _VALID
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.data())
+def test_mutated_server_hello_and_client_finish_are_refused(data: st.DataObject) -> None:
+    msgs = _valid_messages()
+    which = data.draw(st.sampled_from(["m2", "m3"]))
+    original = msgs[which]
+    pos = data.draw(st.integers(0, len(original) - 1))
+    flip = data.draw(st.integers(1, 255))
+    mutated = original[:pos] + bytes([original[pos] ^ flip]) + original[pos + 1 :]
+    keys = [crypto.KeyPair.from_private(bytes([i]) * 32) for i in range(1, 5)]
+    ini = noise.NoiseInitiator(keys[0], ephemeral=keys[1])
+    res = noise.NoiseResponder(keys[2], ephemeral=keys[3])
+    ini.client_hello()
+    res.read_client_hello(msgs["m1"])
+    res.server_hello(b"cert" * 20)
+    with pytest.raises(WireError):
+        if which == "m2":
+            ini.read_server_hello(mutated)
+        else:
+            res.read_client_finish(mutated)

@@ -402,7 +402,6 @@ const decodeOnly = () => {
         ['nibble_even_with_pad', iqWith([255, 0x02, 0x12, 0x3f])],
         ['string_content_token', [0, 248, 2, tok('iq'), tok('result')]],
         ['dictionary_3_last', iqWith([239, DOUBLE_BYTE_TOKENS[3].length - 1])],
-        ['trailing_bytes_ignored', [0, 248, 1, tok('iq'), 0xde, 0xad]]
     ];
     const zlibBody = (node) => Buffer.concat([Buffer.from([2]), deflateSync(encodeBinaryNode(node).subarray(1))]);
     const compressed = [
@@ -462,6 +461,11 @@ export const binaryNodes = async (pairingStanzas) => {
         const dec = await decodeBinaryNode(bytes);
         vectors.push({ name, category: 'decode_only', encoded_b64: b64(bytes), decoded: nodeToJson(dec) });
     }
+    // Baileys ignores bytes after the node; a strict decoder may refuse them (see docs/interop.md)
+    for (const [name, bytes] of [['trailing_bytes_ignored', Buffer.from([0, 248, 1, SINGLE_BYTE_TOKENS.indexOf('iq'), 0xde, 0xad])]]) {
+        const dec = await decodeBinaryNode(bytes);
+        vectors.push({ name, category: 'decode_lenient', encoded_b64: b64(bytes), decoded: nodeToJson(dec) });
+    }
     for (const [name, bytes] of rejected()) {
         let error = null;
         try {
@@ -473,6 +477,7 @@ export const binaryNodes = async (pairingStanzas) => {
         vectors.push({ name, category: 'rejected', encoded_b64: b64(bytes), baileys_error: error });
     }
     return {
+        inline_limit: INLINE_LIMIT,
         content_forms: {
             text: 'string content',
             bytes_b64: 'bytes content, base64',

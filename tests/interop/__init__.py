@@ -1,0 +1,1 @@
+"""Interop tests against the pinned Baileys peer (package so helpers import relatively)."""

@@ -137,6 +137,11 @@ def test_forced_signature_verifies_under_plain_ed25519_of_mapped_key() -> None:
     Ed25519PublicKey.from_public_bytes(bytes(ed_pub)).verify(sig, b"hello")
 
 
+def test_sign_refuses_non_bytes_message() -> None:
+    with pytest.raises(CryptoError):
+        crypto.sign(crypto.KeyPair.generate().private, "text")  # type: ignore[arg-type]
+
+
 def test_flipped_sign_bit_fails() -> None:
     kp = crypto.KeyPair.generate()
     sig = bytearray(crypto.sign(kp.private, b"msg"))

@@ -97,6 +97,8 @@ def sign(private: bytes, message: bytes) -> bytes:
     that assume it is 0.
     """
     private = _need("private key", private, KEY_SIZE)
+    if not isinstance(message, bytes | bytearray | memoryview):
+        raise CryptoError(f"message: expected bytes, got {type(message).__name__}")
     forced = xeddsa.priv_force_sign(private, False)
     signature = bytes(xeddsa.ed25519_priv_sign(forced, bytes(message), os.urandom(64)))
     if len(signature) != SIGNATURE_SIZE or signature[63] & 0x80:

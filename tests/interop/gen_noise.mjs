@@ -19,7 +19,7 @@ import {
     WA_CERT_DETAILS
 } from 'baileys';
 
-import { b64, hex, keyPairFrom, nodeToJson, Rng, silentLogger } from './vectors_common.mjs';
+import { b64, hex, keyPairFrom, nodeToJson, patternBytes, Rng, silentLogger } from './vectors_common.mjs';
 
 const PKCS8 = Buffer.from('302e020100300506032b656e04220420', 'hex');
 const SPKI = Buffer.from('302a300506032b656e032100', 'hex');
@@ -291,9 +291,11 @@ export const noiseHandshake = async () => {
         const edSecond = Buffer.from(edNoise.encodeFrame(Buffer.from('second')));
         const plainNoise = makeNoiseHandler({ keyPair: client.ephemeral, NOISE_HEADER: NOISE_WA_HEADER, logger: silentLogger });
         const framing = [];
-        for (const len of [0, 1, 255, 256, 65535, 65536, 70000]) {
-            const payload = rng.bytes(len);
-            framing.push({ length: len, payload_sha256: createHash('sha256').update(payload).digest('hex'), head_b64: b64(Buffer.from(plainNoise.encodeFrame(payload)).subarray(0, 16)) });
+        // payload = pattern bytes; the first frame carries the intro header (sentIntro = false)
+        for (const [i, len] of [0, 1, 255, 256, 65535, 65536, 70000, (1 << 24) - 1].entries()) {
+            const pattern = { length: len, mul: 7, add: i };
+            const wire = Buffer.from(plainNoise.encodeFrame(patternBytes(pattern)));
+            framing.push({ pattern, with_intro: i === 0, wire_sha256: createHash('sha256').update(wire).digest('hex'), wire_head_b64: b64(wire.subarray(0, 16)) });
         }
 
         return {
@@ -316,6 +318,7 @@ export const noiseHandshake = async () => {
             client_payload: {
                 registration_hex: hex(registrationPayload),
                 registration_json: protoJson(proto.ClientPayload, registrationPayload),
+                device_props_json: protoJson(proto.DeviceProps, proto.ClientPayload.decode(registrationPayload).devicePairingData.deviceProps),
                 login_hex: hex(loginPayload),
                 login_json: protoJson(proto.ClientPayload, loginPayload)
             },

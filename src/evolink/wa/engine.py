@@ -76,6 +76,7 @@ class Engine:
         self._immediate_streak = 0
         self.connections = 0  # sockets opened so far (tests and metrics)
         self.last_disconnect: Disconnect | None = None
+        self.last_reconnect_delay: float | None = None  # seconds waited before the latest reconnect
         self.server_time_offset: float | None = None
 
     # ------------------------------------------------------------------ public API
@@ -264,6 +265,7 @@ class Engine:
                         delay = self._policy.next_delay()
                 log.info("closed: %s (%s) %s", d.reason.value, d.code, d.message,
                          extra={"will_reconnect": will, "delay": round(delay, 3)})
+                self.last_reconnect_delay = delay if will else None
                 self.emit(CloseEvent(d.reason, d.code, will, d.message))
                 if not will:
                     return

@@ -53,5 +53,12 @@ async def rotate(engine: Engine, conn: Connection, refs: list[bytes]) -> None:
         if conn.pair_success_seen:
             return
     conn.qr_exhausted = True
+    # A confirmed pairing code keeps the registration alive until it expires (the code is bound to
+    # this socket); the server may still close earlier, which ends it the same way.
+    while conn.pairing is not None and not conn.pair_success_seen:
+        left = (conn.pairing.expires_at - engine.clock.now()).total_seconds()
+        if left <= 0:
+            break
+        await asyncio.sleep(min(left, 1.0))
     if not conn.pair_success_seen:
         conn.finish(Disconnect(CloseReason.QR_REFS_ENDED, 408, "QR refs attempts ended", will_reconnect=False))

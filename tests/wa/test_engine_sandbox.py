@@ -1,0 +1,278 @@
+"""Acceptance: the engine against the in-process sandbox on loopback (issue 4, items 1-7)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from datetime import UTC, datetime
+
+import pytest
+from wa_helpers import PHONE, EngineFactory, FakeServer, Recorder, link_by_qr, sandbox_conn
+
+from evolink.clock.base import CorrectedClock
+from evolink.sandbox import stanzas
+from evolink.sandbox.connection import Connection as SandboxConnection
+from evolink.sandbox.server import Sandbox
+from evolink.wa.config import EngineConfig
+from evolink.wa.creds import MemoryCredsStore
+from evolink.wa.engine import Engine
+from evolink.wa.events import (
+    CloseEvent,
+    CloseReason,
+    LoggedOutEvent,
+    OpenEvent,
+    PairingCodeEvent,
+    QrEvent,
+    ServerTimeEvent,
+)
+from evolink.wa.pair_code import PairingCodeRefused
+from evolink.wire.binary import Node
+
+
+# 1 ------------------------------------------------------------------------------------------
+async def test_qr_link_then_restart_from_stored_creds(sandbox: Sandbox, make_engine: EngineFactory) -> None:
+    store = MemoryCredsStore()
+    engine, rec = make_engine(sandbox, store)
+    opened = await link_by_qr(sandbox, engine, rec)
+    assert opened.is_new_login and opened.jid.startswith(PHONE + ":") and opened.lid
+    assert engine.state == "open"
+    qr = rec.of(QrEvent)[0]
+    assert qr.qr.startswith("https://wa.me/settings/linked_devices#") and qr.total == 6
+    await engine.close()
+    assert engine.state == "close"
+    assert rec.of(CloseEvent)[-1].reason is CloseReason.CLOSED_BY_USER
+
+    again, rec2 = make_engine(sandbox, store)
+    await again.start()
+    reopened = await rec2.wait(OpenEvent)
+    assert reopened.jid == opened.jid and not reopened.is_new_login
+    assert not rec2.of(QrEvent)  # no relink
+    assert len(sandbox.get_phone(PHONE)["devices"]) == 1
+    login = sandbox_conn(sandbox, lambda c: c["open"])
+    assert login["state"] == "login" and "pair-device-sign" not in login["stanza_log"]
+
+
+# 2 ------------------------------------------------------------------------------------------
+async def test_pairing_code_one_hello_across_qr_rotations(make_engine: EngineFactory) -> None:
+    async with Sandbox.start(qr_first_ttl=0.3, qr_next_ttl=0.3, qr_ref_count=12, link_timeout=5.0) as sb:
+        sb.create_phone(PHONE)
+        engine, rec = make_engine(sb, qr_first_ttl=0.3, qr_next_ttl=0.3)
+        await engine.start()
+        await rec.wait(QrEvent)
+        first = await engine.request_pairing_code("+1 555-000-1111")
+        assert len(first.code) == 8 and first.phone == PHONE
+        assert first.expires_at > first.issued_at
+        # three QR rotations later the code is still the same, and asking again does not re-request it
+        for _ in range(3):
+            await rec.wait(QrEvent)
+        assert await engine.request_pairing_code(PHONE) == first
+        assert rec.of(PairingCodeEvent) == [first]
+        await sb.link_code(PHONE, first.code)
+        opened = await rec.wait(OpenEvent)
+        assert opened.jid.startswith(PHONE + ":") and opened.is_new_login
+        reg = sandbox_conn(sb, lambda c: c["qr_refs"] > 0)
+        assert reg["stanza_log"].count("companion_hello") == 1
+        assert reg["stanza_log"].count("companion_finish") == 1
+
+
+async def test_concurrent_code_requests_share_one_code(sandbox: Sandbox, make_engine: EngineFactory) -> None:
+    engine, _ = make_engine(sandbox)
+    await engine.start()
+    a, b = await asyncio.gather(engine.request_pairing_code(PHONE), engine.request_pairing_code(PHONE))
+    assert a == b
+    reg = sandbox_conn(sandbox, lambda c: c["open"])
+    assert reg["stanza_log"].count("companion_hello") == 1
+
+
+# 3 ------------------------------------------------------------------------------------------
+async def test_server_refuses_code_request(sandbox: Sandbox, make_engine: EngineFactory,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    async def refuse(self: SandboxConnection, iq: Node, reg: Node) -> None:
+        await self.send_node(stanzas.error(iq, 429, "rate-overlimit"))
+
+    monkeypatch.setattr(SandboxConnection, "_companion_hello", refuse)
+    engine, rec = make_engine(sandbox)
+    await engine.start()
+    with pytest.raises(PairingCodeRefused) as info:
+        await engine.request_pairing_code(PHONE)
+    assert info.value.code == 429 and info.value.text == "rate-overlimit"
+    assert rec.of(PairingCodeEvent) == []
+    assert engine.state == "connecting"  # the registration socket is still usable for QR
+
+
+# 4 ------------------------------------------------------------------------------------------
+async def _kick(sb: Sandbox, code: int) -> None:
+    conn = sandbox_conn(sb, lambda c: c["open"] and c["state"] == "login")
+    await sb.kick(conn["id"], code)
+
+
+async def test_kick_503_backs_off_then_reopens(sandbox: Sandbox, make_engine: EngineFactory) -> None:
+    engine, rec = make_engine(sandbox)
+    await link_by_qr(sandbox, engine, rec)
+    await _kick(sandbox, 503)
+    close = await rec.wait(CloseEvent, lambda e: e.reason is CloseReason.UNAVAILABLE)
+    assert close.will_reconnect and close.code == 503
+    assert engine.last_reconnect_delay is not None and 0 < engine.last_reconnect_delay <= 0.05
+    await rec.wait(OpenEvent)
+    assert engine.state == "open"
+
+
+async def test_kick_515_reconnects_immediately(sandbox: Sandbox, make_engine: EngineFactory) -> None:
+    engine, rec = make_engine(sandbox, reconnect_base=30.0, reconnect_cap=60.0)
+    await link_by_qr(sandbox, engine, rec)
+    await _kick(sandbox, 515)
+    close = await rec.wait(CloseEvent, lambda e: e.reason is CloseReason.RESTART_REQUIRED)
+    assert close.will_reconnect and engine.last_reconnect_delay == 0
+    await rec.wait(OpenEvent, within=5)
+
+
+async def test_kick_440_replaced_does_not_reconnect(sandbox: Sandbox, make_engine: EngineFactory) -> None:
+    store = MemoryCredsStore()
+    engine, rec = make_engine(sandbox, store)
+    await link_by_qr(sandbox, engine, rec)
+    await _kick(sandbox, 440)
+    close = await rec.wait(CloseEvent, lambda e: e.reason is CloseReason.REPLACED)
+    assert not close.will_reconnect
+    assert engine._run_task is not None
+    await asyncio.wait_for(engine._run_task, 2)
+    assert engine.state == "close" and not engine.running
+    assert await store.load() is not None  # creds kept: the user may take the session back
+
+
+async def test_kick_401_logs_out_and_wipes_creds(sandbox: Sandbox, make_engine: EngineFactory) -> None:
+    store = MemoryCredsStore()
+    engine, rec = make_engine(sandbox, store)
+    await link_by_qr(sandbox, engine, rec)
+    await _kick(sandbox, 401)
+    await rec.wait(LoggedOutEvent)
+    close = await rec.wait(CloseEvent, lambda e: e.reason is CloseReason.LOGGED_OUT)
+    assert not close.will_reconnect and close.code == 401
+    assert await store.load() is None and engine.creds is None
+
+
+async def test_device_removed_while_offline(sandbox: Sandbox, make_engine: EngineFactory) -> None:
+    store = MemoryCredsStore()
+    engine, rec = make_engine(sandbox, store)
+    opened = await link_by_qr(sandbox, engine, rec)
+    await engine.close()
+    device = int(opened.jid.split(":")[1].split("@")[0])
+    await sandbox.remove_device(PHONE, device)
+    again, rec2 = make_engine(sandbox, store)
+    await again.start()
+    await rec2.wait(LoggedOutEvent)
+    close = await rec2.wait(CloseEvent, lambda e: e.reason is CloseReason.LOGGED_OUT)
+    assert not close.will_reconnect and await store.load() is None
+
+
+async def test_logout_removes_device_and_wipes(sandbox: Sandbox, make_engine: EngineFactory) -> None:
+    store = MemoryCredsStore()
+    engine, rec = make_engine(sandbox, store)
+    await link_by_qr(sandbox, engine, rec)
+    await engine.logout()
+    assert await store.load() is None and engine.state == "close" and not engine.running
+    assert len(rec.of(LoggedOutEvent)) == 1
+    assert sandbox.get_phone(PHONE)["devices"] == []
+    log = sandbox_conn(sandbox, lambda c: c["state"] == "login")["stanza_log"]
+    assert "remove-companion-device" in log
+
+
+# 5 ------------------------------------------------------------------------------------------
+async def test_wrong_root_is_refused(sandbox: Sandbox, make_engine: EngineFactory) -> None:
+    engine, rec = make_engine(sandbox, root_public_key=os.urandom(32))
+    await engine.start()
+    close = await rec.wait(CloseEvent)
+    assert close.reason is CloseReason.CERTIFICATE and "root_signature" in close.message
+    assert not rec.of(QrEvent)
+
+
+class FixedClock:
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def time(self) -> float:
+        return self.t
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.t, UTC)
+
+
+async def test_expired_cert_by_injected_clock_is_refused(sandbox: Sandbox, make_engine: EngineFactory) -> None:
+    # sandbox certs are valid for 30 days from now; our injected clock says 40 days later
+    engine, rec = make_engine(sandbox, clock=FixedClock(time.time() + 40 * 86400))
+    await engine.start()
+    close = await rec.wait(CloseEvent)
+    assert close.reason is CloseReason.CERTIFICATE and "validity" in close.message
+    # within the tolerance a small skew is accepted
+    sandbox.set_cert_validity(-86400, 30)
+    ok, rec2 = make_engine(sandbox, clock=FixedClock(time.time() + 60), cert_time_tolerance=120)
+    await ok.start()
+    await rec2.wait(QrEvent)
+
+
+# 6 ------------------------------------------------------------------------------------------
+async def test_upstream_clock_offset_reported(make_engine: EngineFactory) -> None:
+    async with Sandbox.start(clock_offset=3600, link_timeout=5.0, cert_not_before=-2 * 86400) as sb:
+        sb.create_phone(PHONE)
+        clock = CorrectedClock()
+        engine, rec = make_engine(sb, clock=clock)
+        await link_by_qr(sb, engine, rec)
+        for source in ("pair-success", "success"):
+            sample = clock.upstream()[source]
+            assert abs(sample.offset - 3600) <= 1.0, sample
+        ev = rec.of(ServerTimeEvent)[-1]
+        assert ev.source == "success" and abs(ev.offset_seconds - 3600) <= 1.0
+        assert engine.server_time_offset is not None and abs(engine.server_time_offset - 3600) <= 1.0
+
+
+# 7 ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("mode", "reason"),
+    [
+        ("garbage_hello", CloseReason.PROTOCOL),
+        ("truncated_hello", CloseReason.TIMED_OUT),
+        ("silent", CloseReason.TIMED_OUT),
+        ("garbage_transport", CloseReason.PROTOCOL),
+    ],
+)
+async def test_misbehaving_server_gives_typed_close_and_retries(mode: str, reason: CloseReason) -> None:
+    async with FakeServer(mode) as server:
+        cfg = EngineConfig(ws_url=server.ws_url, root_public_key=server.root.public, connect_timeout=0.5,
+                           keepalive_min=0.1, keepalive_max=0.2, keepalive_dead_after=0.5,
+                           reconnect_base=0.05, reconnect_cap=0.1)
+        engine = Engine(cfg, MemoryCredsStore())
+        rec = Recorder(engine)
+        await engine.start()
+        try:
+            first = await rec.wait(CloseEvent)
+            assert first.reason is reason and first.will_reconnect, first
+            second = await rec.wait(CloseEvent)  # reconnected per policy, refused the same clean way
+            assert second.reason is reason
+            assert engine.connections >= 2 and engine.running
+        finally:
+            await engine.close()
+        assert rec.of(CloseEvent)[-1].reason is CloseReason.CLOSED_BY_USER
+
+
+async def test_dropped_connection_reconnects(sandbox: Sandbox, make_engine: EngineFactory) -> None:
+    engine, rec = make_engine(sandbox)
+    await link_by_qr(sandbox, engine, rec)
+    sandbox.set_faults(drop_after_frames=0)  # abort every socket at its next frame
+    conn = sandbox_conn(sandbox, lambda c: c["open"])
+    await sandbox.kick(conn["id"], 500)
+    close = await rec.wait(CloseEvent, lambda e: e.reason is CloseReason.BAD_SESSION)
+    assert close.will_reconnect
+    await rec.wait(CloseEvent)  # the retry is dropped too: a clean typed close, not a crash
+    sandbox.set_faults()
+    await rec.wait(OpenEvent, within=5)
+    assert engine.connections >= 3
+
+
+async def test_refs_exhausted_is_a_typed_close(make_engine: EngineFactory) -> None:
+    async with Sandbox.start(qr_first_ttl=0.2, qr_next_ttl=0.1, qr_ref_count=3, qr_close_grace=5.0) as sb:
+        engine, rec = make_engine(sb, qr_first_ttl=0.2, qr_next_ttl=0.1)
+        await engine.start()
+        close = await rec.wait(CloseEvent)
+        assert close.reason is CloseReason.QR_REFS_ENDED and not close.will_reconnect
+        assert [q.index for q in rec.of(QrEvent)] == [0, 1, 2]
+        assert not engine.running

@@ -106,6 +106,7 @@ class Connection:
         self.device: int | None = None
         self.frames_in = 0
         self.frames_out = 0
+        self.pings_answered = 0
         self.stanza_counts: collections.Counter[str] = collections.Counter()
         self.stanza_log: collections.deque[str] = collections.deque(maxlen=MAX_LOG)
         self._reader = frames.ServerFrameReader(max_size=sandbox.config.max_frame_size)
@@ -145,6 +146,7 @@ class Connection:
             },
             "frames_in": self.frames_in,
             "frames_out": self.frames_out,
+            "pings_answered": self.pings_answered,
             "stanzas": dict(self.stanza_counts),
             "stanza_log": list(self.stanza_log),
         }
@@ -571,11 +573,13 @@ class Connection:
             else:
                 await self.send_node(stanzas.error(node, 400, "bad-request"))
             return
-        if self.state != "login" and xmlns not in ("w:p",):
+        if self.state != "login" and xmlns != "w:p":
             # Before login only keepalive and linking make sense; answer politely anyway.
             await self.send_node(stanzas.result(node))
             return
         await self.send_node(self._answer(node, xmlns, kind, first))
+        if xmlns == "w:p":
+            self.pings_answered += 1
         if first is not None and first.tag == "remove-companion-device":
             await self.sb._device_logged_out(self)
 

@@ -26,7 +26,7 @@ from evolink.wa.events import (
     QrEvent,
     ServerTimeEvent,
 )
-from evolink.wa.pair_code import PairingCodeRefused
+from evolink.wa.pair_code import AlreadyPaired, PairingCodeRefused, PairingError, PairingUnavailable
 from evolink.wire.binary import Node
 
 
@@ -276,3 +276,43 @@ async def test_refs_exhausted_is_a_typed_close(make_engine: EngineFactory) -> No
         assert close.reason is CloseReason.QR_REFS_ENDED and not close.will_reconnect
         assert [q.index for q in rec.of(QrEvent)] == [0, 1, 2]
         assert not engine.running
+
+
+class SteppableClock:
+    """Real time plus a shift the test moves (expiry without sleeping)."""
+
+    def __init__(self) -> None:
+        self.shift = 0.0
+
+    def time(self) -> float:
+        return time.time() + self.shift
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.time(), UTC)
+
+
+async def test_expired_code_is_renewed_other_phone_refused_and_linked_engine_refuses(
+        sandbox: Sandbox, make_engine: EngineFactory) -> None:
+    clock = SteppableClock()
+    engine, rec = make_engine(sandbox, clock=clock, pairing_code_ttl=60)
+    await engine.start()
+    first = await engine.request_pairing_code(PHONE)
+    assert (first.expires_at - first.issued_at).total_seconds() == 60
+    with pytest.raises(PairingError):
+        await engine.request_pairing_code("15550002222")
+    clock.shift = 61  # the code expired (by the engine's clock)
+    second = await engine.request_pairing_code(PHONE)
+    assert second.code != first.code and second.issued_at > first.issued_at
+    reg = sandbox_conn(sandbox, lambda c: c["open"])
+    assert reg["stanza_log"].count("companion_hello") == 2
+    clock.shift = 0
+    await sandbox.link_code(PHONE, second.code)
+    await rec.wait(OpenEvent)
+    with pytest.raises(AlreadyPaired):
+        await engine.request_pairing_code(PHONE)
+
+
+async def test_code_request_without_running_engine(sandbox: Sandbox, make_engine: EngineFactory) -> None:
+    engine, _ = make_engine(sandbox)
+    with pytest.raises(PairingUnavailable):
+        await engine.request_pairing_code(PHONE)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -11,6 +12,7 @@ from alembic.migration import MigrationContext
 
 from evolink.store import CredsCipher, Database, NameInUse, OutboxItem, SealError, SqlCredsStore, Store
 from evolink.store.models import Base
+from evolink.wa.creds import Creds
 
 
 async def _make(store: Store, name: str = "inst1", token: str = "TOK") -> str:
@@ -57,10 +59,13 @@ async def test_creds_sealed_at_rest(store: Store) -> None:
     iid = await _make(store)
     creds = SqlCredsStore(store, iid)
     assert await creds.load() is None
-    await creds.save({"noise": "c2VjcmV0", "registered": True})
+    fresh = Creds.new()
+    await creds.save(fresh)
     raw = await store.raw_creds(iid)
-    assert raw is not None and raw.startswith("enc:v1:") and "c2VjcmV0" not in raw
-    assert await creds.load() == {"noise": "c2VjcmV0", "registered": True}
+    secret_b64 = base64.b64encode(fresh.noise_private).decode()
+    assert raw is not None and raw.startswith("enc:v1:") and secret_b64 not in raw
+    assert await creds.load() == fresh
+    assert await creds.has_registered() is False
     with pytest.raises(SealError):
         await Store(store.db, CredsCipher(None)).load_creds(iid)
     with pytest.raises(SealError):

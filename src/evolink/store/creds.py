@@ -1,24 +1,30 @@
-"""The engine's `CredsStore`, backed by the `sessions` table (sealed with EVOLINK_SECRET_KEY when set)."""
+"""The engine's `CredsStore` (evolink.wa.creds), backed by the `sessions` table.
+
+Creds are sealed with EVOLINK_SECRET_KEY when it is set (see `sealing`)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from evolink.store.repo import Store
+from evolink.wa.creds import Creds
 
 
 class SqlCredsStore:
-    """Creds of one instance. The engine calls load/save/clear; all three are short transactions."""
+    """Creds of one instance; load/save/clear are each one short transaction."""
 
     def __init__(self, store: Store, instance_id: str) -> None:
         self._store = store
         self.instance_id = instance_id
 
-    async def load(self) -> dict[str, Any] | None:
-        return await self._store.load_creds(self.instance_id)
+    async def load(self) -> Creds | None:
+        data = await self._store.load_creds(self.instance_id)
+        return None if data is None else Creds.from_dict(data)
 
-    async def save(self, creds: dict[str, Any]) -> None:
-        await self._store.save_creds(self.instance_id, creds)
+    async def save(self, creds: Creds) -> None:
+        await self._store.save_creds(self.instance_id, creds.to_dict())
 
     async def clear(self) -> None:
         await self._store.clear_creds(self.instance_id)
+
+    async def has_registered(self) -> bool:
+        creds = await self.load()
+        return creds is not None and creds.registered

@@ -1,0 +1,158 @@
+"""FastAPI app factory: the Evolution-compatible gateway (store, instances, webhooks, routes)."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from evolink import __version__
+from evolink.api.apikey import ApiKey, resolve_api_key
+from evolink.api.context import GatewayContext
+from evolink.api.errors import install_error_handlers
+from evolink.api.routes_config import router as config_router
+from evolink.api.routes_instance import router as instance_router
+from evolink.api.settings import Settings
+from evolink.clock import Clock, CorrectedClock
+from evolink.gateway import (
+    DeliveryWorker,
+    EngineFactory,
+    EventPublisher,
+    GlobalWebhook,
+    InstanceManager,
+    LinkGuard,
+    RetryPolicy,
+    RuntimeOptions,
+    observe,
+    stored_webhook,
+)
+from evolink.gateway.observe import LinkRefusal, allow_all
+from evolink.store import CredsCipher, Store, normalise_postgres_url, open_database, sqlite_url
+
+log = logging.getLogger("evolink.api")
+
+
+def database_url(settings: Settings) -> str:
+    if settings.DATABASE_PROVIDER == "postgresql":
+        assert settings.DATABASE_CONNECTION_URI is not None
+        return normalise_postgres_url(settings.DATABASE_CONNECTION_URI)
+    return sqlite_url(settings.EVOLINK_DATA_DIR)
+
+
+def retry_policy(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(max_attempts=settings.WEBHOOK_RETRY_MAX_ATTEMPTS,
+                       initial_delay=settings.WEBHOOK_RETRY_INITIAL_DELAY_SECONDS,
+                       exponential=settings.WEBHOOK_RETRY_USE_EXPONENTIAL_BACKOFF,
+                       max_delay=settings.WEBHOOK_RETRY_MAX_DELAY_SECONDS,
+                       jitter=settings.WEBHOOK_RETRY_JITTER_FACTOR,
+                       non_retryable=frozenset(settings.WEBHOOK_RETRY_NON_RETRYABLE_STATUS_CODES))
+
+
+def default_engine_factory(settings: Settings) -> EngineFactory:
+    from evolink.gateway.engine_factory import real_engine_factory
+
+    root = bytes.fromhex(settings.WA_ROOT_PUBLIC_KEY) if settings.WA_ROOT_PUBLIC_KEY else None
+    return real_engine_factory(ws_url=settings.WA_WEBSOCKET_URL, root_public_key=root,
+                               phone_client=settings.CONFIG_SESSION_PHONE_CLIENT,
+                               phone_name=settings.CONFIG_SESSION_PHONE_NAME)
+
+
+def _optional_router(module: str) -> Any:
+    """health/metrics routers belong to the clock guard; the gateway runs without them if absent."""
+    try:
+        return getattr(importlib.import_module(module), "router", None)
+    except ImportError:
+        log.warning("%s not available in this build", module)
+        return None
+
+
+def clock_link_guard(guard: Any) -> LinkGuard:
+    """Adapt `ClockGuard.authorize_link` (it logs and counts refusals itself) to the gateway's hook."""
+
+    async def check(method: str) -> LinkRefusal | None:
+        decision = await guard.authorize_link(method)
+        if decision.allowed:
+            return None
+        return LinkRefusal(decision.message, dict(decision.clock))
+
+    return check
+
+
+def create_app(settings: Settings, *, engine_factory: EngineFactory | None = None, clock: Clock | None = None,
+               link_guard: LinkGuard | None = None, api_key: ApiKey | None = None,
+               http_client: httpx.AsyncClient | None = None, db_schema: str | None = None,
+               sandbox_admin_url: str | None = None, clock_guard: Any = "auto") -> FastAPI:
+    """Build the app; everything with I/O starts in the lifespan (database, instances, webhook worker,
+    clock guard). `clock_guard="auto"` builds `evolink.clock.ClockGuard` from the CLOCK_* variables;
+    None runs without one (tests), in which case `link_guard` (default: allow) decides."""
+    if clock_guard == "auto":
+        from evolink.clock.guard import ClockGuard
+
+        clock_guard = ClockGuard(clock=clock if isinstance(clock, CorrectedClock) else None)
+    the_clock: Clock = clock or (clock_guard.clock if clock_guard is not None else CorrectedClock())
+    if link_guard is None and clock_guard is not None:
+        link_guard = clock_link_guard(clock_guard)
+    key = api_key or resolve_api_key(settings.AUTHENTICATION_API_KEY, settings.EVOLINK_DATA_DIR)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = open_database(database_url(settings), schema=db_schema)
+        await db.migrate()
+        store = Store(db, CredsCipher(settings.EVOLINK_SECRET_KEY))
+
+        async def lookup(instance_id: str) -> Any:
+            return await stored_webhook(store, instance_id)
+
+        publisher = EventPublisher(
+            store, the_clock,
+            global_webhook=GlobalWebhook(enabled=settings.WEBHOOK_GLOBAL_ENABLED, url=settings.WEBHOOK_GLOBAL_URL,
+                                         by_events=settings.WEBHOOK_GLOBAL_WEBHOOK_BY_EVENTS,
+                                         events=dict(settings.webhook_events)),
+            server_url=settings.SERVER_URL, expose_apikey=settings.AUTHENTICATION_EXPOSE_IN_FETCH_INSTANCES,
+            lookup_webhook=lookup)
+        worker = DeliveryWorker(store, retry_policy(settings), publisher.wake,
+                                timeout=settings.WEBHOOK_REQUEST_TIMEOUT_MS / 1000, client=http_client)
+        manager = InstanceManager(
+            store=store, publisher=publisher, clock=the_clock,
+            engine_factory=engine_factory or default_engine_factory(settings),
+            options=RuntimeOptions(qrcode_limit=settings.QRCODE_LIMIT, qrcode_color=settings.QRCODE_COLOR,
+                                   connect_wait=settings.CONNECT_WAIT_SECONDS),
+            client_name=settings.DATABASE_CONNECTION_CLIENT_NAME, link_guard=link_guard or allow_all,
+            del_instance_minutes=settings.del_instance_minutes)
+        app.state.gateway = GatewayContext(settings=settings, api_key=key, clock=the_clock, db=db, store=store,
+                                           publisher=publisher, worker=worker, manager=manager,
+                                           sandbox_admin_url=sandbox_admin_url, clock_guard=clock_guard)
+        app.state.clock_guard = clock_guard
+        app.state.database = db
+        app.state.instance_states = manager.states
+        observe.set_environment_info(__version__, settings.DATABASE_CONNECTION_CLIENT_NAME, settings.SERVER_URL or "")
+        if clock_guard is not None:
+            clock_guard.start()
+        worker.start()
+        resumed = await manager.load()
+        log.info("gateway ready", extra={"instances": len(manager.runtimes), "resumed": resumed})
+        try:
+            yield
+        finally:
+            await manager.shutdown()
+            await worker.stop()
+            if clock_guard is not None:
+                await clock_guard.stop()
+            await db.dispose()
+
+    app = FastAPI(title="evolink", version=__version__, lifespan=lifespan,
+                  description="WhatsApp gateway, wire-compatible with Evolution API 2.3.7 (instance surface). "
+                              "Authenticate with the `apikey` header.")
+    install_error_handlers(app)
+    app.include_router(config_router)
+    app.include_router(instance_router)
+    for module in ("evolink.api.health", "evolink.api.metrics"):
+        router = _optional_router(module)
+        if router is not None:
+            app.include_router(router)
+    return app

@@ -1,0 +1,63 @@
+"""Per-instance configuration routes: `/webhook/{set,find}` and `/settings/{set,find}`, and `GET /`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+
+from evolink import __version__
+from evolink.api.auth import instance_guard
+from evolink.api.context import GatewayContext, get_context
+from evolink.api.schemas import SettingsBody, WebhookSetBody, setting_row, webhook_row
+from evolink.store.models import Instance
+
+router = APIRouter()
+
+EVOLUTION_VERSION = "2.3.7"
+
+
+def _wa_web_version() -> str:
+    try:
+        from evolink.wa.config import DEFAULT_VERSION
+    except ImportError:  # pragma: no cover - engine missing from the build
+        return "2.3000.0"
+    return ".".join(str(p) for p in DEFAULT_VERSION)
+
+
+@router.get("/", tags=["server"], summary="Welcome / liveness (Evolution's de-facto health check)")
+async def root(ctx: GatewayContext = Depends(get_context)) -> dict[str, Any]:
+    return {
+        "status": 200,
+        "message": "Welcome to the Evolution API, it is working!",
+        "version": EVOLUTION_VERSION,
+        "clientName": ctx.settings.DATABASE_CONNECTION_CLIENT_NAME,
+        "documentation": "/docs",
+        "whatsappWebVersion": _wa_web_version(),
+        "evolink": __version__,
+    }
+
+
+@router.post("/webhook/set/{instanceName}", status_code=201, tags=["webhook"])
+async def webhook_set(body: WebhookSetBody, row: Instance = Depends(instance_guard),
+                      ctx: GatewayContext = Depends(get_context)) -> dict[str, Any] | None:
+    saved = await ctx.store.upsert_webhook(row.id, body.webhook.columns())
+    return webhook_row(saved)
+
+
+@router.get("/webhook/find/{instanceName}", tags=["webhook"])
+async def webhook_find(row: Instance = Depends(instance_guard),
+                       ctx: GatewayContext = Depends(get_context)) -> dict[str, Any] | None:
+    return webhook_row(await ctx.store.get_webhook(row.id))
+
+
+@router.post("/settings/set/{instanceName}", status_code=201, tags=["settings"])
+async def settings_set(body: SettingsBody, row: Instance = Depends(instance_guard),
+                       ctx: GatewayContext = Depends(get_context)) -> dict[str, Any] | None:
+    return setting_row(await ctx.store.upsert_setting(row.id, body.columns()))
+
+
+@router.get("/settings/find/{instanceName}", tags=["settings"])
+async def settings_find(row: Instance = Depends(instance_guard),
+                        ctx: GatewayContext = Depends(get_context)) -> dict[str, Any] | None:
+    return setting_row(await ctx.store.get_setting(row.id))

@@ -1,0 +1,161 @@
+"""`/instance/*` routes: Evolution 2.3.7 paths, verbs, status codes and bodies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+
+from evolink.api.auth import global_guard, instance_guard, presented_key
+from evolink.api.context import GatewayContext, get_context
+from evolink.api.errors import ApiError
+from evolink.api.schemas import InstanceCreateBody, PresenceBody, instance_row
+from evolink.gateway import CreateRequest, InstanceRuntime, InvalidNumber, NotConnected
+from evolink.gateway.runtime import PresenceError
+from evolink.store import NameInUse
+from evolink.store.models import Instance
+
+router = APIRouter(prefix="/instance", tags=["instance"])
+
+BAILEYS = "WHATSAPP-BAILEYS"
+_KNOWN_INTEGRATIONS = {"WHATSAPP-BAILEYS", "WHATSAPP-BUSINESS", "EVOLUTION"}
+
+
+async def _runtime(ctx: GatewayContext, row: Instance) -> InstanceRuntime:
+    rt = await ctx.manager.get(row.name)
+    if rt is None:  # deleted between the guard and here
+        raise ApiError(404, f'The "{row.name}" instance does not exist')
+    return rt
+
+
+@router.post("/create", status_code=201, dependencies=[Depends(global_guard)],
+             summary="Create an instance (global key)")
+async def create_instance(body: InstanceCreateBody, ctx: GatewayContext = Depends(get_context)) -> dict[str, Any]:
+    integration = body.integration or BAILEYS  # Evolution 400s on a missing one; defaulting is additive
+    if integration != BAILEYS:
+        if integration in _KNOWN_INTEGRATIONS:
+            raise ApiError(400, f'Invalid integration: evolink links "{BAILEYS}" instances only, not "{integration}"')
+        raise ApiError(400, "Invalid integration")
+    if await ctx.store.get_instance(body.instanceName) is not None:
+        raise ApiError(403, f'This name "{body.instanceName}" is already in use.')
+    webhook = body.webhook.columns() if body.webhook is not None else None
+    try:
+        row, rt = await ctx.manager.create(CreateRequest(
+            name=body.instanceName, token=body.token, integration=integration, number=body.number,
+            settings=body.settings_columns(), webhook=webhook))
+    except NameInUse:
+        raise ApiError(403, f'This name "{body.instanceName}" is already in use.') from None
+
+    qrcode: dict[str, Any] | None = None
+    if body.qrcode:
+        try:
+            answer = await rt.connect(body.number)
+        except InvalidNumber as exc:
+            answer = {"error": True, "message": str(exc)}
+        qrcode = answer if "error" not in answer else {"count": rt.qr.count, **answer}
+        if "instance" in answer:  # already open (cannot happen for a new instance, kept for safety)
+            qrcode = None
+
+    setting = await ctx.store.get_setting(row.id)
+    extra = body.model_extra or {}
+    out: dict[str, Any] = {
+        "instance": {"instanceName": row.name, "instanceId": row.id, "integration": integration,
+                     "webhookWaBusiness": None, "accessTokenWaBusiness": "", "status": rt.state},
+        "hash": row.token,
+        "webhook": ({"webhookUrl": body.webhook.url, "webhookHeaders": body.webhook.headers,
+                     "webhookByEvents": body.webhook.byEvents, "webhookBase64": body.webhook.base64}
+                    if body.webhook is not None else {}),
+    }
+    for transport in ("websocket", "rabbitmq", "nats", "sqs"):
+        conf = extra.get(transport)
+        out[transport] = {"enabled": conf.get("enabled")} if isinstance(conf, dict) and "enabled" in conf else {}
+    out["settings"] = {
+        "rejectCall": setting.reject_call if setting else False, "msgCall": setting.msg_call if setting else "",
+        "groupsIgnore": setting.groups_ignore if setting else False,
+        "alwaysOnline": setting.always_online if setting else False,
+        "readMessages": setting.read_messages if setting else False,
+        "readStatus": setting.read_status if setting else False,
+        "syncFullHistory": setting.sync_full_history if setting else False,
+        "wavoipToken": setting.wavoip_token if setting else "",
+    }
+    if qrcode is not None:
+        out["qrcode"] = qrcode
+    return out
+
+
+@router.get("/connect/{instanceName}", summary="Start linking; returns the QR object or the pairing code")
+async def connect(number: str | None = None, row: Instance = Depends(instance_guard),
+                  ctx: GatewayContext = Depends(get_context)) -> dict[str, Any]:
+    rt = await _runtime(ctx, row)
+    try:
+        return await rt.connect(number)
+    except InvalidNumber as exc:
+        return {"error": True, "message": str(exc)}
+
+
+@router.get("/connectionState/{instanceName}")
+async def connection_state(row: Instance = Depends(instance_guard),
+                           ctx: GatewayContext = Depends(get_context)) -> dict[str, Any]:
+    return (await _runtime(ctx, row)).state_body()
+
+
+@router.api_route("/restart/{instanceName}", methods=["POST", "PUT"],
+                  summary="Restart the connection (PUT kept for v1 clients)")
+async def restart(row: Instance = Depends(instance_guard), ctx: GatewayContext = Depends(get_context)) -> dict[str, Any]:
+    return await (await _runtime(ctx, row)).restart()
+
+
+@router.get("/fetchInstances")
+async def fetch_instances(request: Request, instanceName: str | None = None,
+                          instanceId: str | None = None, number: str | None = None,
+                          ctx: GatewayContext = Depends(get_context)) -> list[dict[str, Any]]:
+    key = presented_key(request)
+    if key is None:
+        raise ApiError(401)
+    if key == ctx.api_key.value:
+        if instanceId or number:
+            rows = await ctx.store.list_instances(instance_id=instanceId, number=number)
+            if not rows:
+                raise ApiError(404, f'Instance "{instanceId or number}" not found')
+        elif instanceName:
+            rows = await ctx.store.list_instances(name=instanceName)
+            if not rows:
+                raise ApiError(404, f'Instance "{instanceName}" not found')
+        else:
+            rows = await ctx.store.list_instances(client_name=ctx.settings.DATABASE_CONNECTION_CLIENT_NAME)
+    else:
+        rows = await ctx.store.list_instances(token=key, name=instanceName, instance_id=instanceId)
+        if not rows:
+            raise ApiError(401)
+    out = []
+    for row in rows:
+        rt = ctx.manager.runtimes.get(row.name)
+        out.append(instance_row(row, await ctx.store.get_setting(row.id), rt.state if rt else None))
+    return out
+
+
+@router.post("/setPresence/{instanceName}", status_code=201)
+async def set_presence(body: PresenceBody, row: Instance = Depends(instance_guard),
+                       ctx: GatewayContext = Depends(get_context)) -> dict[str, Any]:
+    rt = await _runtime(ctx, row)
+    try:
+        await rt.set_presence(body.presence)
+    except (NotConnected, PresenceError) as exc:
+        raise ApiError(400, str(exc)) from None
+    return {"presence": body.presence}
+
+
+@router.delete("/logout/{instanceName}")
+async def logout(row: Instance = Depends(instance_guard), ctx: GatewayContext = Depends(get_context)) -> dict[str, Any]:
+    try:
+        await (await _runtime(ctx, row)).logout()
+    except NotConnected as exc:
+        raise ApiError(400, str(exc)) from None
+    return {"status": "SUCCESS", "error": False, "response": {"message": "Instance logged out"}}
+
+
+@router.delete("/delete/{instanceName}")
+async def delete(row: Instance = Depends(instance_guard), ctx: GatewayContext = Depends(get_context)) -> dict[str, Any]:
+    await ctx.manager.delete(row.name)
+    return {"status": "SUCCESS", "error": False, "response": {"message": "Instance deleted"}}
+

@@ -1,0 +1,137 @@
+"""Request bodies (camelCase, as Evolution's clients send them) and row serialisers (Prisma names)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from evolink.api.settings import EVENT_KEYS
+from evolink.store.models import Instance, Setting, Webhook
+
+
+def iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _check_events(events: list[str] | None) -> list[str] | None:
+    if events is None:
+        return None
+    bad = [e for e in events if e not in EVENT_KEYS]
+    if bad:
+        raise ValueError(f"unknown event(s) {', '.join(bad)}; allowed: {', '.join(EVENT_KEYS)}")
+    return events
+
+
+class WebhookBody(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    enabled: bool = True
+    url: str = Field(pattern=r"^https?://", description="must start with http:// or https://")
+    headers: dict[str, Any] | None = None
+    byEvents: bool = Field(False, alias="byEvents")
+    base64: bool = False
+    events: list[str] | None = None
+
+    @field_validator("events")
+    @classmethod
+    def _events(cls, v: list[str] | None) -> list[str] | None:
+        return _check_events(v)
+
+    def columns(self) -> dict[str, Any]:
+        return {"url": self.url, "enabled": self.enabled, "headers": self.headers, "events": self.events or [],
+                "webhook_by_events": self.byEvents, "webhook_base64": self.base64}
+
+
+class CreateWebhookBody(WebhookBody):
+    enabled: bool = True
+
+
+class InstanceCreateBody(BaseModel):
+    """`POST /instance/create`. Unknown keys (Chatwoot, proxy, other transports) are accepted and ignored."""
+
+    model_config = ConfigDict(extra="allow")
+
+    instanceName: str = Field(min_length=1, max_length=255, pattern=r"^[^/\s]+$",
+                              description='The "instanceName" cannot be empty or contain "/" or spaces')
+    integration: str | None = Field(None, description="WHATSAPP-BAILEYS (the only integration evolink links)")
+    token: str | None = Field(None, max_length=255)
+    number: str | None = Field(None, pattern=r"^\+?\d+[\.@\w-]*$")
+    qrcode: bool | None = None
+    businessId: str | None = None
+    rejectCall: bool | None = None
+    msgCall: str | None = None
+    groupsIgnore: bool | None = None
+    alwaysOnline: bool | None = None
+    readMessages: bool | None = None
+    readStatus: bool | None = None
+    syncFullHistory: bool | None = None
+    wavoipToken: str | None = None
+    webhook: CreateWebhookBody | None = None
+
+    def settings_columns(self) -> dict[str, Any]:
+        return {"reject_call": self.rejectCall, "msg_call": self.msgCall, "groups_ignore": self.groupsIgnore,
+                "always_online": self.alwaysOnline, "read_messages": self.readMessages,
+                "read_status": self.readStatus, "sync_full_history": self.syncFullHistory,
+                "wavoip_token": self.wavoipToken}
+
+
+class WebhookSetBody(BaseModel):
+    webhook: WebhookBody
+
+
+class SettingsBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    rejectCall: bool
+    groupsIgnore: bool
+    alwaysOnline: bool
+    readMessages: bool
+    readStatus: bool
+    syncFullHistory: bool
+    msgCall: str | None = None
+    wavoipToken: str | None = None
+
+    def columns(self) -> dict[str, Any]:
+        return {"reject_call": self.rejectCall, "groups_ignore": self.groupsIgnore,
+                "always_online": self.alwaysOnline, "read_messages": self.readMessages,
+                "read_status": self.readStatus, "sync_full_history": self.syncFullHistory,
+                "msg_call": self.msgCall, "wavoip_token": self.wavoipToken}
+
+
+class PresenceBody(BaseModel):
+    presence: Literal["unavailable", "available", "composing", "recording", "paused"]
+
+
+def setting_row(row: Setting | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    return {"id": row.id, "rejectCall": row.reject_call, "msgCall": row.msg_call, "groupsIgnore": row.groups_ignore,
+            "alwaysOnline": row.always_online, "readMessages": row.read_messages, "readStatus": row.read_status,
+            "syncFullHistory": row.sync_full_history, "wavoipToken": row.wavoip_token,
+            "createdAt": iso(row.created_at), "updatedAt": iso(row.updated_at), "instanceId": row.instance_id}
+
+
+def webhook_row(row: Webhook | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    return {"id": row.id, "url": row.url, "headers": row.headers, "enabled": row.enabled, "events": row.events,
+            "webhookByEvents": row.webhook_by_events, "webhookBase64": row.webhook_base64,
+            "createdAt": iso(row.created_at), "updatedAt": iso(row.updated_at), "instanceId": row.instance_id}
+
+
+def instance_row(row: Instance, setting: Setting | None, live_state: str | None) -> dict[str, Any]:
+    """A `fetchInstances` element with Prisma's field names (status = live state when known)."""
+    return {
+        "id": row.id, "name": row.name, "connectionStatus": live_state or row.connection_status,
+        "ownerJid": row.owner_jid, "profileName": row.profile_name, "profilePicUrl": row.profile_pic_url,
+        "integration": row.integration, "number": row.number, "businessId": row.business_id, "token": row.token,
+        "clientName": row.client_name, "disconnectionReasonCode": row.disconnection_reason_code,
+        "disconnectionObject": row.disconnection_object, "disconnectionAt": iso(row.disconnection_at),
+        "createdAt": iso(row.created_at), "updatedAt": iso(row.updated_at),
+        "Chatwoot": None, "Proxy": None, "Rabbitmq": None, "Nats": None, "Sqs": None, "Websocket": None,
+        "Setting": setting_row(setting), "_count": {"Message": 0, "Contact": 0, "Chat": 0},
+    }

@@ -1,0 +1,153 @@
+"""All instances of this installation (`DATABASE_CONNECTION_CLIENT_NAME`): create, load, resume, delete."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from evolink.clock import Clock
+from evolink.gateway import names, observe
+from evolink.gateway.observe import LinkGuard, allow_all
+from evolink.gateway.ports import EngineFactory
+from evolink.gateway.runtime import InstanceRuntime, NotConnected, RuntimeOptions
+from evolink.gateway.webhooks import EventPublisher, InstanceRef, WebhookTarget
+from evolink.store import Store
+from evolink.store.models import Instance
+
+log = logging.getLogger("evolink.gateway")
+
+
+@dataclass(slots=True)
+class CreateRequest:
+    name: str
+    token: str | None = None
+    integration: str = "WHATSAPP-BAILEYS"
+    number: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    webhook: dict[str, Any] | None = None  # Webhook column values
+
+
+class InstanceManager:
+    def __init__(self, *, store: Store, publisher: EventPublisher, clock: Clock, engine_factory: EngineFactory,
+                 options: RuntimeOptions, client_name: str, link_guard: LinkGuard = allow_all,
+                 del_instance_minutes: int | None = None) -> None:
+        self.store = store
+        self.publisher = publisher
+        self.clock = clock
+        self.engine_factory = engine_factory
+        self.options = options
+        self.client_name = client_name
+        self.link_guard = link_guard
+        self.del_instance_minutes = del_instance_minutes
+        self.runtimes: dict[str, InstanceRuntime] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+
+    def _runtime(self, row: Instance) -> InstanceRuntime:
+        rt = self.runtimes.get(row.name)
+        if rt is None or rt.instance_id != row.id:
+            rt = InstanceRuntime(name=row.name, instance_id=row.id, token=row.token, store=self.store,
+                                 publisher=self.publisher, clock=self.clock, engine_factory=self.engine_factory,
+                                 options=self.options, link_guard=self.link_guard,
+                                 wuid=row.owner_jid, profile_name=row.profile_name,
+                                 on_state=lambda _rt: self.publish_states())
+            self.runtimes[row.name] = rt
+            self.publish_states()
+        return rt
+
+    def states(self) -> dict[str, str]:
+        """{instance name: open|connecting|close} of the instances loaded in this process."""
+        return {name: rt.state for name, rt in self.runtimes.items()}
+
+    def publish_states(self) -> None:
+        observe.publish_instance_states(self.states())
+
+    async def load(self) -> int:
+        """Load this installation's instances; reconnect those that were open or connecting."""
+        resumed = 0
+        for row in await self.store.list_instances(client_name=self.client_name):
+            rt = self._runtime(row)
+            if row.connection_status in ("open", "connecting"):
+                try:
+                    await rt.resume()
+                    resumed += 1
+                except Exception:
+                    log.exception("could not resume instance", extra={"instance": row.name})
+        return resumed
+
+    async def get(self, name: str) -> InstanceRuntime | None:
+        rt = self.runtimes.get(name)
+        if rt is not None:
+            return rt
+        row = await self.store.get_instance(name)
+        return None if row is None else self._runtime(row)
+
+    async def create(self, req: CreateRequest) -> tuple[Instance, InstanceRuntime]:
+        instance_id = str(uuid.uuid4())
+        token = req.token if req.token else str(uuid.uuid4()).upper()
+        row = await self.store.create_instance(instance_id=instance_id, name=req.name, token=token,
+                                               integration=req.integration, number=req.number,
+                                               client_name=self.client_name, settings=req.settings,
+                                               webhook=req.webhook)
+        rt = self._runtime(row)
+        await self.publisher.publish(rt.ref, names.INSTANCE_CREATE, {"instanceName": row.name, "instanceId": row.id})
+        self._arm_del_timer(row.name, row.id)
+        return row, rt
+
+    async def delete(self, name: str) -> None:
+        rt = await self.get(name)
+        if rt is None:
+            return
+        if rt.state != "close":
+            try:
+                await rt.logout()
+            except NotConnected:
+                pass
+            except Exception:  # Evolution 2.3.x aborts here with "[object Object]"; we carry on
+                log.exception("logout before delete failed; deleting anyway", extra={"instance": name})
+        await rt.shutdown()
+        ref = InstanceRef(rt.name, rt.instance_id, rt.token, rt.wuid)
+        await self.publisher.publish(ref, names.INSTANCE_DELETE, {"instanceName": rt.name, "instanceId": rt.instance_id})
+        await self.publisher.publish(ref, names.REMOVE_INSTANCE, None)
+        # Synchronous cleanup (Evolution does it after replying): the name is reusable at once.
+        await self.store.delete_instance(rt.instance_id)
+        self.runtimes.pop(name, None)
+        self.publish_states()
+        timer = self._timers.pop(name, None)
+        if timer is not None:
+            timer.cancel()
+
+    async def shutdown(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        await asyncio.gather(*(rt.shutdown() for rt in list(self.runtimes.values())), return_exceptions=True)
+
+    def _arm_del_timer(self, name: str, instance_id: str) -> None:
+        if not self.del_instance_minutes:
+            return
+        loop = asyncio.get_running_loop()
+
+        def fire() -> None:
+            self._timers.pop(name, None)
+            rt = self.runtimes.get(name)
+            if rt is not None and rt.instance_id == instance_id and rt.state != "open":
+                task = loop.create_task(self.delete(name))
+                task.add_done_callback(_log_failure)
+
+        self._timers[name] = loop.call_later(self.del_instance_minutes * 60, fire)
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("DEL_INSTANCE delete failed", exc_info=task.exception())
+
+
+async def stored_webhook(store: Store, instance_id: str) -> WebhookTarget | None:
+    row = await store.get_webhook(instance_id)
+    if row is None:
+        return None
+    return WebhookTarget(url=row.url, by_events=row.webhook_by_events, headers=row.headers, events=row.events,
+                         enabled=row.enabled)

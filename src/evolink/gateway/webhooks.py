@@ -1,0 +1,249 @@
+"""Events out: Evolution's webhook envelope, written to a durable outbox, delivered in order per lane.
+
+`EventPublisher.publish` decides the destinations (instance webhook and/or global webhook), builds
+the envelope with `date_time` from the corrected clock, and stores one outbox row per destination.
+`DeliveryWorker` posts the rows with httpx. A lane is (instance, destination): the oldest pending
+row of a lane blocks the younger ones, so a receiver sees each instance's events in order, and a
+dead receiver does not hold up anyone else. Rows survive restarts; retries follow Evolution's
+defaults (10 attempts, 5 s doubling to 300 s, jitter 0.2, no retry on 400/401/403/404/422).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from evolink.clock import Clock
+from evolink.gateway.jwt import webhook_jwt
+from evolink.gateway.names import event_key, event_suffix
+from evolink.store import OutboxItem, Store
+from evolink.store.models import OutboxEvent
+
+log = logging.getLogger("evolink.gateway.webhooks")
+
+# Events that exist only per instance (Evolution has no global env flag for them).
+_PER_INSTANCE_ONLY = {"STATUS_INSTANCE", "REMOVE_INSTANCE", "LOGOUT_INSTANCE"}
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    max_attempts: int = 10
+    initial_delay: float = 5.0
+    exponential: bool = True
+    max_delay: float = 300.0
+    jitter: float = 0.2
+    non_retryable: frozenset[int] = frozenset({400, 401, 403, 404, 422})
+
+    def delay(self, failures: int, rand: Callable[[], float] = random.random) -> float:
+        """Wait after the n-th failed attempt (n >= 1): min(initial·2^(n-1), max) ± jitter, never < initial."""
+        base = self.initial_delay * (2 ** (failures - 1)) if self.exponential else self.initial_delay
+        base = min(base, self.max_delay)
+        jittered = base * (1 + self.jitter * (2 * rand() - 1))
+        return max(self.initial_delay, jittered)
+
+
+@dataclass(slots=True)
+class WebhookTarget:
+    url: str
+    by_events: bool
+    headers: dict[str, Any] | None
+    events: list[str] | None  # keys; empty/None = all
+    enabled: bool = True
+
+
+@dataclass(slots=True)
+class GlobalWebhook:
+    enabled: bool = False
+    url: str | None = None
+    by_events: bool = False
+    events: dict[str, bool] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceRef:
+    name: str
+    instance_id: str
+    token: str
+    wuid: str | None = None
+
+
+def _valid_url(url: str | None) -> bool:
+    return bool(url) and str(url).startswith(("http://", "https://"))
+
+
+def _join(url: str, suffix: str) -> str:
+    return url.rstrip("/") + "/" + suffix
+
+
+class EventPublisher:
+    """Builds envelopes and enqueues them; never blocks on delivery."""
+
+    def __init__(self, store: Store, clock: Clock, *, global_webhook: GlobalWebhook, server_url: str | None,
+                 expose_apikey: bool, lookup_webhook: Callable[[str], Any]) -> None:
+        self._store = store
+        self._clock = clock
+        self._global = global_webhook
+        self._server_url = server_url
+        self._expose = expose_apikey
+        self._lookup_webhook = lookup_webhook  # async (instance_id) -> WebhookTarget | None
+        self.wake: asyncio.Event = asyncio.Event()
+
+    def envelope(self, inst: InstanceRef, event: str, data: Any, destination: str) -> dict[str, Any]:
+        env: dict[str, Any] = {
+            "event": event,
+            "instance": inst.name,
+            "data": data,
+            "destination": destination,
+            # True UTC from the corrected clock (Evolution emits local wall time with a `Z`).
+            "date_time": self._clock.now().isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        }
+        if inst.wuid:
+            env["sender"] = inst.wuid
+        if self._server_url:
+            env["server_url"] = self._server_url
+        env["apikey"] = inst.token if self._expose else None
+        return env
+
+    async def publish(self, inst: InstanceRef, event: str, data: Any,
+                      webhook: WebhookTarget | None = None, *, use_stored: bool = True) -> int:
+        """Enqueue `event` for every destination that wants it; returns the number of rows stored."""
+        key = event_key(event)
+        suffix = event_suffix(event)
+        if webhook is None and use_stored:
+            webhook = await self._lookup_webhook(inst.instance_id)
+        items: list[OutboxItem] = []
+        if webhook is not None and webhook.enabled and _valid_url(webhook.url):
+            wanted = webhook.events or []
+            if not wanted or key in wanted:
+                url = _join(webhook.url, suffix) if webhook.by_events else webhook.url
+                items.append(OutboxItem(lane=f"{inst.name}|instance", instance_name=inst.name, event=event,
+                                        url=url, payload=self.envelope(inst, event, data, webhook.url),
+                                        headers=dict(webhook.headers or {}) or None))
+        g = self._global
+        if g.enabled and _valid_url(g.url) and key not in _PER_INSTANCE_ONLY and g.events.get(key, False):
+            assert g.url is not None
+            url = _join(g.url, suffix) if g.by_events else g.url
+            items.append(OutboxItem(lane=f"{inst.name}|global", instance_name=inst.name, event=event, url=url,
+                                    payload=self.envelope(inst, event, data, url), headers=None))
+        if items:
+            await self._store.enqueue(items)
+            self.wake.set()
+        return len(items)
+
+
+def _request_headers(stored: dict[str, Any] | None) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for name, value in (stored or {}).items():
+        if name.lower() == "jwt_key":
+            if value:
+                headers["Authorization"] = f"Bearer {webhook_jwt(str(value), int(time.time()))}"
+            continue
+        headers[str(name)] = str(value)
+    return headers
+
+
+class DeliveryWorker:
+    """Delivers outbox rows: at most one in flight per lane, up to `concurrency` lanes at once."""
+
+    def __init__(self, store: Store, policy: RetryPolicy, wake: asyncio.Event, *, timeout: float = 30.0,
+                 concurrency: int = 32, client: httpx.AsyncClient | None = None) -> None:
+        self._store = store
+        self._policy = policy
+        self._wake = wake
+        self._client = client or httpx.AsyncClient(timeout=timeout, follow_redirects=False)
+        self._own_client = client is None
+        self._concurrency = concurrency
+        self._inflight: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._runner: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def start(self) -> None:
+        if self._runner is None:
+            self._runner = asyncio.create_task(self._run(), name="webhook-delivery")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._own_client:
+            await self._client.aclose()
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                delay = await self._pump()
+            except Exception:
+                log.exception("webhook outbox pump failed; retrying in 1 s")
+                delay = 1.0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+
+    async def _pump(self) -> float:
+        """Start deliveries for due lane heads; return how long to sleep before looking again."""
+        now = time.time()
+        for row in await self._store.due_heads(now, limit=self._concurrency * 4):
+            if row.lane in self._inflight or len(self._inflight) >= self._concurrency:
+                continue
+            self._inflight.add(row.lane)
+            task = asyncio.create_task(self._deliver(row))
+            self._tasks.add(task)
+            task.add_done_callback(self._done)
+        next_due = await self._store.next_due_at()
+        if next_due is None:
+            return 30.0
+        # Due heads already in flight wake us on completion; cap the sleep so clock jumps are harmless.
+        return min(max(next_due - time.time(), 0.0) or 30.0, 30.0)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._wake.set()
+
+    async def _deliver(self, row: OutboxEvent) -> None:
+        attempts = row.attempts + 1
+        try:
+            status, error = await self._post(row)
+            if status is not None and 200 <= status < 300:
+                await self._store.mark_outbox(row.id, status="delivered", attempts=attempts)
+                return
+            if status is not None and status in self._policy.non_retryable:
+                log.warning("webhook refused, not retried", extra={"event": row.event, "status": status,
+                                                                     "lane": row.lane})
+                await self._store.mark_outbox(row.id, status="failed", attempts=attempts, error=error)
+                return
+            if attempts >= self._policy.max_attempts:
+                log.error("webhook gave up after %d attempts", attempts, extra={"event": row.event, "lane": row.lane})
+                await self._store.mark_outbox(row.id, status="failed", attempts=attempts, error=error)
+                return
+            next_at = time.time() + self._policy.delay(attempts)
+            await self._store.mark_outbox(row.id, status="pending", attempts=attempts, next_attempt_at=next_at,
+                                          error=error)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("webhook delivery bookkeeping failed", extra={"lane": row.lane})
+        finally:
+            self._inflight.discard(row.lane)
+
+    async def _post(self, row: OutboxEvent) -> tuple[int | None, str | None]:
+        try:
+            resp = await self._client.post(row.url, json=row.payload, headers=_request_headers(row.headers))
+        except httpx.HTTPError as exc:
+            return None, f"{type(exc).__name__}: {exc}"
+        return resp.status_code, None if resp.is_success else f"HTTP {resp.status_code}"

@@ -1,0 +1,118 @@
+"""Test helpers: a loopback webhook receiver and a running gateway app (ASGI, lifespan started)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from evolink.api.apikey import ApiKey
+from evolink.api.app import create_app
+from evolink.api.settings import Settings, load_settings
+
+GLOBAL_KEY = "TEST-GLOBAL-KEY"
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+@dataclass
+class Receiver:
+    """Minimal HTTP/1.1 server on 127.0.0.1 that records POSTed JSON and answers `status`."""
+
+    status: int = 200
+    port: int = 0
+    received: list[Received] = field(default_factory=list)
+    _server: asyncio.Server | None = None
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    return
+                _method, path, _ = line.decode().split(" ", 2)
+                headers: dict[str, str] = {}
+                while (h := await reader.readline()) not in (b"\r\n", b"\n", b""):
+                    name, _, value = h.decode().partition(":")
+                    headers[name.strip().lower()] = value.strip()
+                body = await reader.readexactly(int(headers.get("content-length", "0")))
+                status = self.status
+                if 200 <= status < 300:
+                    self.received.append(Received(path, headers, json.loads(body) if body else None))
+                    self._changed.set()
+                writer.write(f"HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n".encode())
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return
+        finally:
+            writer.close()
+
+    def events(self, event: str | None = None) -> list[dict[str, Any]]:
+        return [r.body for r in self.received if event is None or r.body.get("event") == event]
+
+    async def wait_for(self, predicate: Callable[[], bool], within: float = 10.0) -> None:
+        async def loop() -> None:
+            while not predicate():
+                self._changed.clear()
+                await self._changed.wait()
+
+        await asyncio.wait_for(loop(), within)
+
+
+def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "EVOLINK_DATA_DIR": tmp_path / "data", "AUTHENTICATION_API_KEY": GLOBAL_KEY, "CONNECT_WAIT_SECONDS": 3,
+        "WEBHOOK_RETRY_INITIAL_DELAY_SECONDS": 0.05, "WEBHOOK_RETRY_MAX_DELAY_SECONDS": 0.2,
+    }
+    values.update(overrides)
+    return load_settings(env_file=None, **values)
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(settings: Settings, **kwargs: Any) -> AsyncIterator[tuple[httpx.AsyncClient, FastAPI]]:
+    kwargs.setdefault("clock_guard", None)
+    kwargs.setdefault("api_key", ApiKey(settings.AUTHENTICATION_API_KEY or GLOBAL_KEY, "env"))
+    app = create_app(settings, **kwargs)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway",
+                                     headers={"apikey": GLOBAL_KEY}) as client:
+            yield client, app
+
+
+async def create_instance(client: httpx.AsyncClient, name: str, webhook_url: str | None = None,
+                          **body: Any) -> dict[str, Any]:
+    payload: dict[str, Any] = {"instanceName": name, "integration": "WHATSAPP-BAILEYS", **body}
+    if webhook_url is not None:
+        payload["webhook"] = {"url": webhook_url, "enabled": True, "events": []}
+    resp = await client.post("/instance/create", json=payload)
+    assert resp.status_code == 201, resp.text
+    data: dict[str, Any] = resp.json()
+    return data

@@ -19,7 +19,7 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 CLOCK_SOURCES = ("ntp", "upstream_http", "upstream_stanza", "applied")
 VERDICTS = ("ok", "skewed", "unsynced", "local_time_rtc", "ntp_unreachable", "no_majority")
 PAIRING_METHODS = ("code", "qr")
-PAIRING_RESULTS = ("success", "failed", "expired", "refused_clock")
+PAIRING_RESULTS = ("success", "failed", "expired", "superseded", "refused_clock")
 INSTANCE_STATES = ("open", "connecting", "close")
 DEFAULT_INTEGRATION = "WHATSAPP-BAILEYS"
 
@@ -131,7 +131,8 @@ def record_link_decision(policy: str, allowed: bool, reason: str) -> None:
 
 # --- helpers: pairing / instances -------------------------------------------------------------------
 def record_pairing_attempt(method: str, result: str, duration: float | None = None) -> None:
-    """Count one link attempt outcome. ``method``: code|qr; ``result``: success|failed|expired|refused_clock.
+    """Count one link attempt outcome. ``method``: code|qr; ``result``: success|failed|expired|superseded|
+    refused_clock (anything else counts as failed).
 
     The clock guard already records ``refused_clock`` when it refuses a link; callers record the rest.
     """

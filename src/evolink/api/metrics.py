@@ -1,0 +1,66 @@
+"""``GET /metrics``: Prometheus text exposition of ``evolink.metrics.REGISTRY``.
+
+Evolution's switches are honoured with one deliberate difference: the endpoint is on unless
+``PROMETHEUS_METRICS=false`` (the clock alerts depend on it). ``METRICS_AUTH_REQUIRED=true`` adds
+Basic auth (``METRICS_USER``/``METRICS_PASSWORD``) with Evolution's responses, and
+``METRICS_ALLOWED_IPS`` (comma list) is actually enforced (Evolution 2.3.7's check never rejects).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import secrets
+from collections.abc import Mapping
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from evolink.metrics import REGISTRY
+
+REALM = 'Basic realm="Evolution API Metrics"'
+
+
+def _flag(value: str | None, default: bool) -> bool:
+    if value is None or not value.strip():
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def create_metrics_router(env: Mapping[str, str] | None = None) -> APIRouter:
+    src = os.environ if env is None else env
+    r = APIRouter(tags=["metrics"])
+    if not _flag(src.get("PROMETHEUS_METRICS"), True):
+        return r
+    auth_required = _flag(src.get("METRICS_AUTH_REQUIRED"), False)
+    user, password = src.get("METRICS_USER") or "", src.get("METRICS_PASSWORD") or ""
+    allowed = [ip.strip() for ip in (src.get("METRICS_ALLOWED_IPS") or "").split(",") if ip.strip()]
+
+    @r.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
+    async def metrics(request: Request) -> Response:
+        client = request.client.host if request.client else ""
+        if allowed and client not in allowed:
+            return PlainTextResponse("Forbidden: IP not allowed", status_code=403)
+        if auth_required:
+            if not user or not password:
+                return PlainTextResponse("Metrics authentication not configured", status_code=500)
+            header = request.headers.get("authorization", "")
+            if not header.lower().startswith("basic "):
+                return PlainTextResponse("Authentication required", status_code=401,
+                                         headers={"WWW-Authenticate": REALM})
+            try:
+                given_user, _, given_pw = base64.b64decode(header[6:].strip()).decode().partition(":")
+            except (binascii.Error, UnicodeDecodeError):
+                given_user, given_pw = "", ""
+            if not (secrets.compare_digest(given_user.encode(), user.encode())
+                    and secrets.compare_digest(given_pw.encode(), password.encode())):
+                return PlainTextResponse("Invalid credentials", status_code=401, headers={"WWW-Authenticate": REALM})
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST,
+                        headers={"Cache-Control": "no-store"})
+
+    return r
+
+
+router = create_metrics_router()

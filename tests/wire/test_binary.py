@@ -20,8 +20,8 @@ import pytest
 
 from evolink.wire.binary import (
     DEFAULT_MAX_DEPTH,
-    SERVER_JID,
     S_WHATSAPP_NET,
+    SERVER_JID,
     Jid,
     Node,
     decode,
@@ -443,7 +443,9 @@ def edge_case_corpus(seed: int, count: int) -> list[Node]:
             return "".join(rng.choice("0123456789ABCDEF") for _ in range(rng.randrange(1, 130)))
         if kind == 3:
             user = "".join(rng.choice("0123456789") for _ in range(rng.randrange(0, 16)))
-            server = rng.choice(["s.whatsapp.net", "lid", "hosted", "hosted.lid", "g.us", "broadcast", "c.us"])
+            server = rng.choice(
+                ["s.whatsapp.net", "lid", "hosted", "hosted.lid", "g.us", "broadcast", "c.us"]
+            )
             device = rng.choice(["", f":{rng.randrange(0, 100)}"])
             return f"{user}{device}@{server}"
         if kind == 4:
@@ -455,8 +457,10 @@ def edge_case_corpus(seed: int, count: int) -> list[Node]:
         if kind == 6:
             return ""
         if kind == 7:
-            return str(rng.randrange(0, 10**rng.randrange(1, 12)))
-        return rng.choice(["3EB0" + "".join(rng.choice("0123456789ABCDEF") for _ in range(16)), "abc", "x" * 300])
+            return str(rng.randrange(0, 10 ** rng.randrange(1, 12)))
+        return rng.choice(
+            ["3EB0" + "".join(rng.choice("0123456789ABCDEF") for _ in range(16)), "abc", "x" * 300]
+        )
 
     def node(depth: int) -> Node:
         tag = string() or "t"
@@ -482,21 +486,30 @@ def edge_case_corpus(seed: int, count: int) -> list[Node]:
 
 
 def run_baileys(nodes: list[Node], encoded: list[bytes]) -> dict[str, Any]:
-    payload = {"nodes": [node_to_json(n) for n in nodes], "encoded": [base64.b64encode(b).decode() for b in encoded]}
+    payload = {
+        "nodes": [node_to_json(n) for n in nodes],
+        "encoded": [base64.b64encode(b).decode() for b in encoded],
+    }
     import tempfile
 
     with tempfile.NamedTemporaryFile("w", suffix=".json") as fh:
         json.dump(payload, fh)
         fh.flush()
         proc = subprocess.run(
-            ["node", str(BAILEYS_SCRIPT), fh.name, "check"], capture_output=True, text=True, timeout=120, check=True
+            ["node", str(BAILEYS_SCRIPT), fh.name, "check"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
         )
     result: dict[str, Any] = json.loads(proc.stdout)
     return result
 
 
 @pytest.mark.baileys
-@pytest.mark.skipif(shutil.which("node") is None or not BAILEYS_LIB.exists(), reason="node/Baileys not installed")
+@pytest.mark.skipif(
+    shutil.which("node") is None or not BAILEYS_LIB.exists(), reason="node/Baileys not installed"
+)
 def test_matches_baileys_byte_for_byte() -> None:
     corpus = edge_case_corpus(seed=20261128, count=600)
     ours = [encode(n) for n in corpus]

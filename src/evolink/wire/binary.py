@@ -215,7 +215,6 @@ def _js_byte(value: float) -> int:
 # --- encoder -----------------------------------------------------------------------------------
 _NIBBLE_RE: Final = re.compile(r"[0-9.\-]{1,127}")
 _HEX_RE: Final = re.compile(r"[0-9A-F]{1,127}")
-_NIBBLE_TO_HEX: Final = str.maketrans({"-": "a", ".": "b"})
 
 
 def encode(node: Node) -> bytes:
@@ -338,7 +337,7 @@ def _write_string(s: str, out: bytearray, depth: int) -> None:
     n = len(s)
     if n <= PACKED_MAX:
         if _NIBBLE_RE.fullmatch(s):
-            packed = s.translate(_NIBBLE_TO_HEX)
+            packed = s.replace("-", "a").replace(".", "b")
             if n & 1:
                 out += bytes((NIBBLE_8, 128 | ((n + 1) >> 1)))
                 out += bytes.fromhex(packed + "f")
@@ -404,8 +403,9 @@ def _write_jid(s: str, out: bytearray, depth: int) -> None:
 
 # --- decoder -----------------------------------------------------------------------------------
 _SINGLE: Final = SINGLE_BYTE
+# Tag byte -> single-byte token, or None for every other tag: one lookup instead of a range check.
+_TOKEN: Final[tuple[str | None, ...]] = tuple(SINGLE_BYTE[t] if 0 < t < 236 else None for t in range(256))
 _DOUBLE: Final = DOUBLE_BYTE
-_NIBBLE_FROM_HEX: Final = str.maketrans({"a": "-", "b": ".", "f": "\x00"})
 
 
 def decode(
@@ -471,9 +471,8 @@ def _read_node(buf: bytes, pos: int, depth: int, max_depth: int) -> tuple[Node, 
         raise DecodeError("invalid node: empty list")
     t = buf[pos]
     pos += 1
-    if 0 < t < 236:
-        header = _SINGLE[t]
-    else:
+    header = _TOKEN[t]
+    if header is None:
         header, pos = _read_string(buf, pos, t, 0)
         if not header:
             raise DecodeError("invalid node: empty tag")
@@ -485,16 +484,15 @@ def _read_node(buf: bytes, pos: int, depth: int, max_depth: int) -> tuple[Node, 
         for _ in range(n_attrs):
             t = buf[pos]
             pos += 1
-            if 0 < t < 236:
-                key = _SINGLE[t]
-            else:
+            key = _TOKEN[t]
+            if key is None:
                 key, pos = _read_string(buf, pos, t, 0)
             t = buf[pos]
             pos += 1
-            if 0 < t < 236:
-                attrs[key] = _SINGLE[t]
-            else:
-                attrs[key], pos = _read_string(buf, pos, t, 0)
+            value = _TOKEN[t]
+            if value is None:
+                value, pos = _read_string(buf, pos, t, 0)
+            attrs[key] = value
     if size & 1:
         return Node(header, attrs), pos
     t = buf[pos]
@@ -537,58 +535,57 @@ def _read_node(buf: bytes, pos: int, depth: int, max_depth: int) -> tuple[Node, 
     return Node(header, attrs, content), pos
 
 
+def _unpack(buf: bytes, pos: int, t: int) -> tuple[str, int]:
+    """NIBBLE_8 / HEX_8 body at ``pos`` (the length byte)."""
+    start = buf[pos]
+    end = pos + 1 + (start & 0x7F)
+    if end > len(buf):
+        raise DecodeError("truncated input (packed string)")
+    s = buf[pos + 1 : end].hex()
+    if t == NIBBLE_8:
+        if not s.isdigit():  # fast path: phone numbers, timestamps and ids are all digits
+            if "c" in s or "d" in s or "e" in s:
+                raise DecodeError("invalid nibble (12..14) in packed string")
+            # code 15 is the pad; Baileys decodes it as NUL and only the odd flag drops it
+            s = s.replace("a", "-").replace("b", ".").replace("f", "\x00")
+    else:
+        s = s.upper()
+    if start & 0x80:
+        s = s[:-1]
+    return s, end
+
+
 def _read_string(buf: bytes, pos: int, t: int, jdepth: int) -> tuple[str, int]:
     """Read a string whose tag byte ``t`` has already been consumed; ``pos`` is just after it."""
     if 0 < t < 236:
         return _SINGLE[t], pos
-    if t == LIST_EMPTY:
-        return "", pos
-    if DICTIONARY_0 <= t <= DICTIONARY_3:
-        return _DOUBLE[t - DICTIONARY_0][buf[pos]], pos + 1
-    if t == BINARY_8 or t == BINARY_20 or t == BINARY_32:
-        if t == BINARY_8:
-            n = buf[pos]
-            pos += 1
-        elif t == BINARY_20:
-            n = ((buf[pos] & 0x0F) << 16) | (buf[pos + 1] << 8) | buf[pos + 2]
-            pos += 3
-        else:
-            n = (buf[pos] << 24) | (buf[pos + 1] << 16) | (buf[pos + 2] << 8) | buf[pos + 3]
-            pos += 4
-        end = pos + n
-        if end > len(buf):
-            raise DecodeError(f"truncated input (string of {n} bytes)")
-        # Invalid UTF-8 becomes U+FFFD, as Node's Buffer.toString does.
-        return buf[pos:end].decode("utf-8", "replace"), end
     if t == NIBBLE_8 or t == HEX_8:
-        start = buf[pos]
-        end = pos + 1 + (start & 0x7F)
-        if end > len(buf):
-            raise DecodeError("truncated input (packed string)")
-        h = buf[pos + 1 : end].hex()
-        if t == HEX_8:
-            s = h.upper()
-        else:
-            if "c" in h or "d" in h or "e" in h:
-                raise DecodeError("invalid nibble (12..14) in packed string")
-            s = h.translate(_NIBBLE_FROM_HEX)
-        if start & 0x80:
-            s = s[:-1]
-        return s, end
+        return _unpack(buf, pos, t)
     if t == JID_PAIR or t == AD_JID or t == FB_JID or t == INTEROP_JID:
         if jdepth >= MAX_JID_NESTING:
             raise DecodeError("JID nested too deeply")
         jdepth += 1
         if t == JID_PAIR:
-            user, pos = _read_string(buf, pos + 1, buf[pos], jdepth)
-            server, pos = _read_string(buf, pos + 1, buf[pos], jdepth)
+            t = buf[pos]
+            if t == NIBBLE_8:
+                user, pos = _unpack(buf, pos + 1, t)
+            else:
+                user, pos = _read_string(buf, pos + 1, t, jdepth)
+            t = buf[pos]
+            if 0 < t < 236:
+                return f"{user}@{_SINGLE[t]}", pos + 1
+            server, pos = _read_string(buf, pos + 1, t, jdepth)
             if not server:
                 raise DecodeError("invalid JID pair: empty server")
             return f"{user}@{server}", pos
         if t == AD_JID:
             domain = buf[pos]
             device = buf[pos + 1]
-            user, pos = _read_string(buf, pos + 3, buf[pos + 2], jdepth)
+            t = buf[pos + 2]
+            if t == NIBBLE_8:
+                user, pos = _unpack(buf, pos + 3, t)
+            else:
+                user, pos = _read_string(buf, pos + 3, t, jdepth)
             server = _SERVER_BY_DOMAIN.get(domain, S_WHATSAPP_NET)
             if device:
                 return f"{user}:{device}@{server}", pos
@@ -609,6 +606,25 @@ def _read_string(buf: bytes, pos: int, t: int, jdepth: int) -> tuple[str, int]:
         except (DecodeError, IndexError):
             server = "interop"
         return f"{integrator}-{user}:{device}@{server}", pos
+    if t == BINARY_8 or t == BINARY_20 or t == BINARY_32:
+        if t == BINARY_8:
+            n = buf[pos]
+            pos += 1
+        elif t == BINARY_20:
+            n = ((buf[pos] & 0x0F) << 16) | (buf[pos + 1] << 8) | buf[pos + 2]
+            pos += 3
+        else:
+            n = (buf[pos] << 24) | (buf[pos + 1] << 16) | (buf[pos + 2] << 8) | buf[pos + 3]
+            pos += 4
+        end = pos + n
+        if end > len(buf):
+            raise DecodeError(f"truncated input (string of {n} bytes)")
+        # Invalid UTF-8 becomes U+FFFD, as Node's Buffer.toString does.
+        return buf[pos:end].decode("utf-8", "replace"), end
+    if DICTIONARY_0 <= t <= DICTIONARY_3:
+        return _DOUBLE[t - DICTIONARY_0][buf[pos]], pos + 1
+    if t == LIST_EMPTY:
+        return "", pos
     raise DecodeError(f"invalid string tag 0x{t:02x}")
 
 

@@ -122,7 +122,8 @@ class Connection:
     # ------------------------------------------------------------------ public view / control
     @property
     def open(self) -> bool:
-        return self.closed_at is None
+        # A socket we are closing no longer counts: it cannot be linked or kicked any more.
+        return self.closed_at is None and not self._closing
 
     def to_json(self) -> dict[str, Any]:
         code = self.code_registration

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from email.utils import formatdate
+from typing import Any
 
 from evolink.clock.config import NtpServer
 from evolink.clock.kernel import KernelState
@@ -131,3 +134,33 @@ def unused_udp_port() -> int:
     s.close()
     return port
 
+
+
+KEY = re.compile(r"^[^:\s]+:[^:\s]+$")
+
+
+def validate_health_json(doc: dict[str, Any]) -> None:
+    """draft-inadarei-api-health-check-06 structure (the parts evolink emits)."""
+    assert doc["status"] in ("pass", "warn", "fail")
+    if doc["status"] == "pass":
+        assert "output" not in doc
+    for name in ("version", "releaseId", "serviceId", "description", "output"):
+        assert name not in doc or isinstance(doc[name], str)
+    assert isinstance(doc.get("checks", {}), dict)
+    for key, entries in doc.get("checks", {}).items():
+        assert KEY.match(key), key
+        assert isinstance(entries, list) and entries
+        for e in entries:
+            assert e["status"] in ("pass", "warn", "fail")
+            assert e.get("componentType", "component") in ("component", "datastore", "system")
+            if "observedUnit" in e:
+                assert "observedValue" in e and isinstance(e["observedUnit"], str)
+            datetime.fromisoformat(e["time"])  # ISO 8601
+            assert e["time"].endswith("Z")
+            if e["status"] == "pass":
+                assert "output" not in e and "affectedEndpoints" not in e
+            if "affectedEndpoints" in e:
+                assert all(isinstance(u, str) for u in e["affectedEndpoints"])
+    worst = max((("pass", "warn", "fail").index(e["status"])
+                 for entries in doc.get("checks", {}).values() for e in entries), default=0)
+    assert ("pass", "warn", "fail").index(doc["status"]) >= min(worst, 1)

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import re
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Any
 
 import httpx
 import pytest
-from clock_helpers import Responders, synced_kernel
+from clock_helpers import Responders, synced_kernel, validate_health_json
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -21,35 +19,6 @@ from evolink.api.health import CheckResult, HealthService, create_health_router
 from evolink.api.health import router as health_router
 from evolink.api.metrics import create_metrics_router
 from evolink.clock import ClockConfig, ClockGuard, NtpServer, SkewPolicy
-
-KEY = re.compile(r"^[^:\s]+:[^:\s]+$")
-
-
-def validate_health_json(doc: dict[str, Any]) -> None:
-    """draft-inadarei-api-health-check-06 structure (the parts evolink emits)."""
-    assert doc["status"] in ("pass", "warn", "fail")
-    if doc["status"] == "pass":
-        assert "output" not in doc
-    for field in ("version", "releaseId", "serviceId", "description", "output"):
-        assert field not in doc or isinstance(doc[field], str)
-    assert isinstance(doc.get("checks", {}), dict)
-    for key, entries in doc.get("checks", {}).items():
-        assert KEY.match(key), key
-        assert isinstance(entries, list) and entries
-        for e in entries:
-            assert e["status"] in ("pass", "warn", "fail")
-            assert e.get("componentType", "component") in ("component", "datastore", "system")
-            if "observedUnit" in e:
-                assert "observedValue" in e and isinstance(e["observedUnit"], str)
-            datetime.fromisoformat(e["time"])  # ISO 8601
-            assert e["time"].endswith("Z")
-            if e["status"] == "pass":
-                assert "output" not in e and "affectedEndpoints" not in e
-            if "affectedEndpoints" in e:
-                assert all(isinstance(u, str) for u in e["affectedEndpoints"])
-    worst = max((("pass", "warn", "fail").index(e["status"])
-                 for entries in doc.get("checks", {}).values() for e in entries), default=0)
-    assert ("pass", "warn", "fail").index(doc["status"]) >= min(worst, 1)
 
 
 class FakeDb:

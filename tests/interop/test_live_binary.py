@@ -12,14 +12,13 @@ from __future__ import annotations
 import base64
 import os
 import random
-from typing import Any
 
 import pytest
 
 from evolink.wire.binary import Node, decode, encode
 from evolink.wire.tokens import DOUBLE_BYTE, SINGLE_BYTE
 
-from .vectorlib import node_to_json, run_node_json
+from .vectorlib import node_to_input_json, node_to_json, run_node_json
 
 SEED = int(os.environ.get("EVOLINK_INTEROP_SEED", "20261128"))
 COUNT = 400
@@ -100,20 +99,6 @@ def _node(rng: random.Random, depth: int) -> Node:
     return Node(tag, attrs, content)
 
 
-def _to_json(node: Node) -> dict[str, Any]:
-    c = node.content
-    content: dict[str, Any] | None
-    if c is None:
-        content = None
-    elif isinstance(c, str):
-        content = {"text": c}
-    elif isinstance(c, bytes):
-        content = {"bytes_b64": base64.b64encode(c).decode()}
-    else:
-        content = {"nodes": [_to_json(n) for n in c]}
-    return {"tag": node.tag, "attrs": dict(node.attrs), "content": content}
-
-
 @pytest.mark.baileys
 def test_random_nodes_two_way_live(node_bin: str) -> None:
     rng = random.Random(SEED)
@@ -121,7 +106,10 @@ def test_random_nodes_two_way_live(node_bin: str) -> None:
     ours = [encode(n) for n in nodes]
     result = run_node_json(
         "baileys_codec.mjs",
-        {"encode": [_to_json(n) for n in nodes], "decode": [base64.b64encode(b).decode() for b in ours]},
+        {
+            "encode": [node_to_input_json(n) for n in nodes],
+            "decode": [base64.b64encode(b).decode() for b in ours],
+        },
     )
     enc_mismatch: list[str] = []
     dec_mismatch: list[str] = []

@@ -34,6 +34,7 @@ class Receiver:
     status: int = 200
     port: int = 0
     received: list[Received] = field(default_factory=list)
+    hits: int = 0  # every request, answered 2xx or not
     _server: asyncio.Server | None = None
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -64,9 +65,10 @@ class Receiver:
                     headers[name.strip().lower()] = value.strip()
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
                 status = self.status
+                self.hits += 1
                 if 200 <= status < 300:
                     self.received.append(Received(path, headers, json.loads(body) if body else None))
-                    self._changed.set()
+                self._changed.set()
                 writer.write(f"HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n".encode())
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):

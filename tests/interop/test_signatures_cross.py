@@ -118,7 +118,7 @@ def test_libsignal_verifies_fresh_evolink_signatures(node_bin: str) -> None:
 @pytest.mark.baileys
 def test_node_verifier_agrees_with_evolink_on_baileys_vectors(node_bin: str) -> None:
     """The live verifier accepts the committed Baileys signatures and rejects their flipped copies."""
-    items = [{"pub": s["public"], "msg": s["message"], "sig": s["signature"]} for s in SIGS[:60]]
+    items = [{"pub": s["public"], "msg": s["message"], "sig": s["signature"]} for s in SIGS[:30]]
     flipped = [{**it, "sig": _flip(bytes.fromhex(it["sig"]), 100).hex()} for it in items]
     result = run_node_json("verify_signatures.mjs", items + flipped)
     assert result["curve25519_js"] == [True] * len(items) + [False] * len(flipped)

@@ -107,12 +107,16 @@ def node_binary() -> str | None:
 
 
 def require_baileys() -> str:
-    """Path of ``node`` with the pinned peer installed, or skip with the reason."""
+    """Path of ``node`` with the pinned peer installed.
+
+    Skips only when node itself is absent; with node present, a missing peer is a failure (a
+    broken install must not silently turn the interop checks off).
+    """
     node = node_binary()
     if node is None:
         pytest.skip("node is not installed (needed to run the pinned Baileys peer)")
     if not (INTEROP_DIR / "node_modules" / "baileys" / "package.json").is_file():
-        pytest.skip("tests/interop/node_modules is missing: run `cd tests/interop && npm ci`")
+        pytest.fail("the pinned Baileys peer is not installed: run `cd tests/interop && npm ci`")
     return node
 
 

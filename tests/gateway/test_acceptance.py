@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -9,8 +11,11 @@ from typing import Any
 
 import httpx
 import pytest
-from gw_helpers import Receiver, create_instance, make_settings, running_gateway
+import uvicorn
+from gw_helpers import GLOBAL_KEY, Receiver, create_instance, make_settings, running_gateway
 
+from evolink.api.apikey import ApiKey
+from evolink.api.app import create_app
 from evolink.api.settings import Settings
 from evolink.gateway import EngineFactory
 from evolink.gateway.engine_factory import real_engine_factory
@@ -34,8 +39,8 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 
 def gw_settings(tmp_path: Path, sb: Sandbox, **extra: Any) -> Settings:
-    return make_settings(tmp_path, WA_WEBSOCKET_URL=sb.ws_url, WA_ROOT_PUBLIC_KEY=sb.root_public_key,
-                         CONNECT_WAIT_SECONDS=10, **extra)
+    values: dict[str, Any] = {"CONNECT_WAIT_SECONDS": 10, **extra}
+    return make_settings(tmp_path, WA_WEBSOCKET_URL=sb.ws_url, WA_ROOT_PUBLIC_KEY=sb.root_public_key, **values)
 
 
 def fast_engines(sb: Sandbox, **overrides: Any) -> EngineFactory:
@@ -161,3 +166,86 @@ async def test_webhooks_survive_receiver_outage_and_restart(tmp_path: Path, sand
             assert (await store.outbox_counts()).get("failed", 0) == 0
     finally:
         await receiver.stop()
+
+
+@contextlib.asynccontextmanager
+async def http_gateway(settings: Settings, **kwargs: Any) -> AsyncIterator[str]:
+    """The gateway on a real loopback port (uvicorn), for clients that bring their own HTTP stack."""
+    kwargs.setdefault("clock_guard", None)
+    kwargs.setdefault("api_key", ApiKey(GLOBAL_KEY, "env"))
+    app = create_app(settings, **kwargs)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)  # uvicorn exposes no readiness event
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
+
+
+async def test_pyevolutionapi_client_unmodified(tmp_path: Path, sandbox: Sandbox, receiver: Receiver) -> None:
+    """Item 5: the PyPI client drives create/connect/connectionState/logout/delete as it does Evolution."""
+    from pyevolutionapi import EvolutionClient
+
+    sandbox.create_phone(PHONE)
+    async with http_gateway(gw_settings(tmp_path, sandbox), engine_factory=fast_engines(sandbox)) as base_url:
+        client = EvolutionClient(base_url=base_url, api_key=GLOBAL_KEY, timeout=30)
+        created = await asyncio.to_thread(client.instance.create, "py1", qrcode=False,
+                                          webhook={"url": receiver.url, "events": []})
+        assert created.hash and created.instance is not None and created.instance.instance_name == "py1"
+        answer = await asyncio.to_thread(client.instance.connect, "py1", PHONE)
+        assert answer.error is False and answer.code  # its model keeps `code`, drops `pairingCode`
+        # so the user reads the code where Evolution users do: the QRCODE_UPDATED webhook
+        await receiver.wait_for(lambda: any(e["data"].get("qrcode", {}).get("pairingCode")
+                                            for e in receiver.events("qrcode.updated")))
+        code = next(e["data"]["qrcode"]["pairingCode"] for e in receiver.events("qrcode.updated")
+                    if e["data"].get("qrcode", {}).get("pairingCode"))
+        await sandbox.link_code(PHONE, code)
+        await receiver.wait_for(lambda: _opened(receiver, "py1"), 15)
+        state = await asyncio.to_thread(client.instance.connection_state, "py1")
+        assert state["instance"]["state"] == "open"
+        listed = await asyncio.to_thread(client.instance.fetch_instances)
+        assert [i.id for i in listed] == [created.instance.instance_id]  # Prisma rows: `id`, `name`
+        out = await asyncio.to_thread(client.instance.logout, "py1")
+        assert out["response"]["message"] == "Instance logged out"
+        gone = await asyncio.to_thread(client.instance.delete, "py1")
+        assert gone["response"]["message"] == "Instance deleted"
+        from pyevolutionapi.exceptions import NotFoundError
+
+        with pytest.raises(NotFoundError):
+            await asyncio.to_thread(client.instance.connection_state, "py1")
+
+
+async def test_hundred_instances_link_concurrently(tmp_path: Path, sandbox: Sandbox, receiver: Receiver) -> None:
+    """Item 6: 100 instances connect at once: 100 distinct confirmed codes, and all of them link."""
+    n = 100
+    phones = [f"1555{i:07d}" for i in range(n)]
+    for p in phones:
+        sandbox.create_phone(p)
+    settings = gw_settings(tmp_path, sandbox, CONNECT_WAIT_SECONDS=60)
+    t_start = time.perf_counter()
+    async with running_gateway(settings, engine_factory=fast_engines(sandbox, qr_first_ttl=30.0)) as (client, app):
+        for i in range(n):
+            await create_instance(client, f"bulk{i}", receiver.url if i == 0 else None)
+        t0 = time.perf_counter()
+        print(f"\ncreate: {t0 - t_start:.2f} s")
+        answers = await asyncio.gather(*(connect(client, f"bulk{i}", phones[i]) for i in range(n)))
+        t_codes = time.perf_counter() - t0
+        codes = [a.get("pairingCode") for a in answers]
+        assert all(isinstance(c, str) and len(c) == 8 for c in codes), [a for a in answers if "error" in a][:3]
+        assert len(set(codes)) == n
+        results = await asyncio.gather(*(sandbox.link_code(phones[i], codes[i]) for i in range(n)))
+        assert len(results) == n
+        manager = app.state.gateway.manager
+        rts = [manager.runtimes[f"bulk{i}"] for i in range(n)]
+        opened = await asyncio.gather(*(rt._wait(lambda rt=rt: rt.state == "open", 60) for rt in rts))
+        t_open = time.perf_counter() - t0
+        assert all(opened)
+        print(f"\n100 instances: all codes in {t_codes:.2f} s, all open in {t_open:.2f} s")
+        t_end = time.perf_counter()
+    print(f"shutdown: {time.perf_counter() - t_end:.2f} s")

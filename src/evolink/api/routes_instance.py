@@ -99,8 +99,9 @@ async def connection_state(row: Instance = Depends(instance_guard),
     return (await _runtime(ctx, row)).state_body()
 
 
-@router.api_route("/restart/{instanceName}", methods=["POST", "PUT"],
-                  summary="Restart the connection (PUT kept for v1 clients)")
+@router.post("/restart/{instanceName}", summary="Restart the connection")
+@router.put("/restart/{instanceName}", summary="Restart the connection (v1 verb, kept for old clients)",
+            operation_id="restart_instance_put")
 async def restart(row: Instance = Depends(instance_guard), ctx: GatewayContext = Depends(get_context)) -> dict[str, Any]:
     return await (await _runtime(ctx, row)).restart()
 

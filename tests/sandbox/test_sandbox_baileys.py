@@ -72,7 +72,9 @@ async def test_qr_link_keepalive_and_removal(sb: Sandbox, http: httpx.AsyncClien
     assert len(login) == 1 and login[0]["jid"] == device["jid"]
     assert login[0]["pings_answered"] >= 2 and login[0]["stanzas"]["ping"] >= 2
     # The init queries were answered (Baileys would otherwise stall 60 s before them).
-    assert {"count", "active", "digest", "props", "privacy"} <= set(login[0]["stanzas"])
+    assert {"count", "registration", "active", "digest", "props", "privacy", "iq:get:blocklist"} <= set(
+        login[0]["stanzas"]
+    )
 
     res = await http.delete(f"/admin/phones/{PHONE}/devices/{device['device']}")
     assert res.status_code == 200

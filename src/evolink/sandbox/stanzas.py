@@ -68,13 +68,14 @@ def label(node: Node) -> str:
 
     Top-level tag, except: an iq with a child is named by its first child (``ping``, ``count``,
     ``pair-device-sign``…), a ``link_code_companion_reg`` by its stage (``companion_hello``), an
-    iq without children by ``iq:<type>``.
+    iq without children by ``iq:<type>`` plus ``:<xmlns>`` when it has one (``iq:get:blocklist``).
     """
     if node.tag != "iq":
         return node.tag
     kids = children(node)
     if not kids:
-        return f"iq:{node.attrs.get('type', '')}"
+        xmlns = node.attrs.get("xmlns")
+        return f"iq:{node.attrs.get('type', '')}" + (f":{xmlns}" if xmlns else "")
     first = kids[0]
     if first.tag == "link_code_companion_reg":
         return first.attrs.get("stage") or first.tag

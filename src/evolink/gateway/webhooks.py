@@ -15,6 +15,7 @@ import contextlib
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,7 @@ log = logging.getLogger("evolink.gateway.webhooks")
 
 # Events that exist only per instance (Evolution has no global env flag for them).
 _PER_INSTANCE_ONLY = {"STATUS_INSTANCE", "REMOVE_INSTANCE", "LOGOUT_INSTANCE"}
+IDLE_SLEEP = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +167,8 @@ class DeliveryWorker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._runner: asyncio.Task[None] | None = None
         self._stopping = False
+        self.stats: Counter[str] = Counter()  # delivered / retry / failed, this process
+        self.changed = asyncio.Event()
 
     def start(self) -> None:
         if self._runner is None:
@@ -205,15 +209,30 @@ class DeliveryWorker:
             task = asyncio.create_task(self._deliver(row))
             self._tasks.add(task)
             task.add_done_callback(self._done)
-        next_due = await self._store.next_due_at()
+        if len(self._inflight) >= self._concurrency:
+            return IDLE_SLEEP  # a finishing delivery wakes us
+        next_due = await self._store.next_due_at(exclude_lanes=set(self._inflight))
         if next_due is None:
-            return 30.0
-        # Due heads already in flight wake us on completion; cap the sleep so clock jumps are harmless.
-        return min(max(next_due - time.time(), 0.0) or 30.0, 30.0)
+            return IDLE_SLEEP  # new events and finishing deliveries wake us
+        # Capped so a stepped wall clock cannot strand a retry for long.
+        return min(max(next_due - time.time(), 0.0), IDLE_SLEEP)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         self._wake.set()
+
+    def _settle(self, result: str) -> None:
+        self.stats[result] += 1
+        changed, self.changed = self.changed, asyncio.Event()
+        changed.set()
+
+    async def wait_until(self, predicate: Callable[[], bool], within: float) -> None:
+        """Wait (bounded) until `predicate()` holds after some delivery settled (tests, demo)."""
+        async def loop() -> None:
+            while not predicate():
+                await self.changed.wait()
+
+        await asyncio.wait_for(loop(), within)
 
     async def _deliver(self, row: OutboxEvent) -> None:
         attempts = row.attempts + 1
@@ -221,19 +240,23 @@ class DeliveryWorker:
             status, error = await self._post(row)
             if status is not None and 200 <= status < 300:
                 await self._store.mark_outbox(row.id, status="delivered", attempts=attempts)
+                self._settle("delivered")
                 return
             if status is not None and status in self._policy.non_retryable:
                 log.warning("webhook refused, not retried", extra={"event": row.event, "status": status,
                                                                      "lane": row.lane})
                 await self._store.mark_outbox(row.id, status="failed", attempts=attempts, error=error)
+                self._settle("failed")
                 return
             if attempts >= self._policy.max_attempts:
                 log.error("webhook gave up after %d attempts", attempts, extra={"event": row.event, "lane": row.lane})
                 await self._store.mark_outbox(row.id, status="failed", attempts=attempts, error=error)
+                self._settle("failed")
                 return
             next_at = time.time() + self._policy.delay(attempts)
             await self._store.mark_outbox(row.id, status="pending", attempts=attempts, next_attempt_at=next_at,
                                           error=error)
+            self._settle("retry")
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -226,10 +226,15 @@ class Store:
         async with self.db.sessions() as s:
             return list((await s.execute(q)).scalars())
 
-    async def next_due_at(self) -> float | None:
+    async def next_due_at(self, exclude_lanes: Iterable[str] = ()) -> float | None:
+        """When the earliest lane head (outside `exclude_lanes`, e.g. those in flight) becomes due."""
         heads = select(func.min(OutboxEvent.id)).where(OutboxEvent.status == "pending").group_by(OutboxEvent.lane)
+        q = select(func.min(OutboxEvent.next_attempt_at)).where(OutboxEvent.id.in_(heads))
+        excluded = list(exclude_lanes)
+        if excluded:
+            q = q.where(OutboxEvent.lane.not_in(excluded))
         async with self.db.sessions() as s:
-            value = await s.scalar(select(func.min(OutboxEvent.next_attempt_at)).where(OutboxEvent.id.in_(heads)))
+            value = await s.scalar(q)
             return None if value is None else float(value)
 
     async def mark_outbox(self, event_id: int, *, status: str, attempts: int, next_attempt_at: float = 0.0,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from evolink.wa.connection import Connection
@@ -36,6 +37,22 @@ def generate(creds: Creds, n: int) -> list[tuple[int, KeyPair]]:
     return keys
 
 
+async def generate_cooperatively(creds: Creds, n: int, chunk: int = 8) -> list[tuple[int, KeyPair]]:
+    """``generate`` in small chunks, yielding to the loop in between.
+
+    Key generation holds the GIL (~70 µs per pair), so a worker thread would only fight the loop for
+    it; chunks keep each loop step well under a millisecond while hundreds of devices log in.
+    """
+    keys: list[tuple[int, KeyPair]] = []
+    next_id = creds.next_pre_key_id
+    while len(keys) < n:
+        for _ in range(min(chunk, n - len(keys))):
+            keys.append((next_id, KeyPair.generate()))
+            next_id = next_id + 1 if next_id < MAX_PRE_KEY_ID else 1
+        await asyncio.sleep(0)
+    return keys
+
+
 def upload_node(creds: Creds, keys: list[tuple[int, KeyPair]]) -> Node:
     return Node("iq", {"to": SERVER_JID, "type": "set", "xmlns": "encrypt"}, [
         Node("registration", {}, creds.registration_id.to_bytes(4, "big")),
@@ -59,7 +76,7 @@ async def ensure_uploaded(conn: Connection, creds: Creds, *, min_count: int, upl
     server_count = parse_count(await conn.query(count_query()))
     if server_count >= min_count:
         return 0
-    keys = generate(creds, upload_count)
+    keys = await generate_cooperatively(creds, upload_count)
     await conn.query(upload_node(creds, keys))
     for kid, kp in keys:
         creds.pre_keys[kid] = kp.private

@@ -65,7 +65,7 @@ async def deploy(tmp_path: Path, responders: Responders) -> AsyncIterator[dict[s
     data.mkdir()
     sqlite3.connect(data / "evolink.db").close()
     env = {"CLOCK_NTP_SERVERS": ",".join(str(s) for s in servers), "CLOCK_UPSTREAM_HTTP_URL": url,
-           "CLOCK_NTP_PACKET_SPACING_SECONDS": "0", "CLOCK_NTP_TIMEOUT_SECONDS": "0.3",
+           "CLOCK_NTP_PACKET_SPACING_SECONDS": "0", "CLOCK_NTP_TIMEOUT_SECONDS": "1.0",
            "CLOCK_HTTP_TIMEOUT_SECONDS": "3", "TZ": "UTC", "EVOLINK_DATA_DIR": str(data),
            "AUTHENTICATION_API_KEY": "0123456789ABCDEF", "DATABASE_PROVIDER": "sqlite"}
     yield {"env": env, "cert": cert, "https": https, "data": data}

@@ -31,7 +31,7 @@ from evolink.clock.kernel import KernelState
 async def main() -> None:
     servers = tuple(NtpServer("127.0.0.1", int(p)) for p in sys.argv[1].split(","))
     cfg = ClockConfig(ntp_servers=servers, upstream_http_url=None, ntp_packets=2,
-                      ntp_packet_spacing_seconds=0.0, ntp_timeout_seconds=0.5,
+                      ntp_packet_spacing_seconds=0.0, ntp_timeout_seconds=2.0,
                       skew_policy=SkewPolicy(sys.argv[2]))
     guard = ClockGuard(cfg, kernel_reader=lambda: KernelState(True, True, 0, 0, False, 0.01, 0.001),
                        env={"TZ": "UTC"}, publish_metrics=False)
@@ -62,7 +62,7 @@ async def test_faketime_shift_is_diagnosed_as_local_time_rtc(responders: Respond
     now = time.time()
 
     # libfaketime really shifted the child's wall clock...
-    assert abs(float(compensate["host_time"]) - now - SHIFT) < 10  # type: ignore[arg-type]
+    assert abs(float(compensate["host_time"]) - now - SHIFT) < 30  # type: ignore[arg-type]
     status = compensate["status"]
     assert isinstance(status, dict)
     # ...and SNTP against true-time responders measured it (sign: true - host).
@@ -72,7 +72,7 @@ async def test_faketime_shift_is_diagnosed_as_local_time_rtc(responders: Respond
     assert "Europe/Moscow" in status["candidateZones"]
     # compensate: linking goes ahead on corrected time, which is true time again.
     assert compensate["allowed"] is True
-    assert abs(float(compensate["corrected"]) - now) < 10  # type: ignore[arg-type]
+    assert abs(float(compensate["corrected"]) - now) < 30  # type: ignore[arg-type]
     # refuse: linking is refused with the offset, sources, diagnosis and fix.
     assert refuse["allowed"] is False
     message = str(refuse["message"])

@@ -15,7 +15,7 @@ from evolink.clock.sntp import ServerStatus
 
 def _config(servers: list[NtpServer], **kw: object) -> ClockConfig:
     base: dict[str, object] = dict(ntp_servers=tuple(servers), upstream_http_url=None, ntp_packets=3,
-                                   ntp_packet_spacing_seconds=0.005, ntp_timeout_seconds=0.2,
+                                   ntp_packet_spacing_seconds=0.005, ntp_timeout_seconds=0.4,
                                    http_timeout_seconds=2.0)
     base.update(kw)
     return ClockConfig(**base)  # type: ignore[arg-type]
@@ -49,7 +49,7 @@ async def test_majority_falseticker_and_silent_source(responders: Responders) ->
     # compensate: the corrected clock now runs on the measured offset
     assert clock.offset == pytest.approx(status.offset) and clock.source == "ntp"
     assert abs(clock.time() - (time.time() + truth)) < 0.05
-    assert elapsed < 1.5
+    assert elapsed < 3.0  # the silent server costs two reply timeouts
     assert _sample("evolink_clock_ntp_sources_agreeing") == 3
     assert _sample("evolink_clock_sync_ok") == 1
     assert _sample("evolink_clock_offset_seconds", source="ntp") == pytest.approx(status.offset)

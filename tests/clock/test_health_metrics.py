@@ -35,7 +35,7 @@ async def _guard(responders: Responders, *, env: dict[str, str] | None = None, s
                  policy: SkewPolicy = SkewPolicy.COMPENSATE) -> ClockGuard:
     servers = [(await responders.start(skew=0.0))[0] for _ in range(3)]
     cfg = ClockConfig(ntp_servers=tuple(servers), upstream_http_url=None, ntp_packets=2,
-                      ntp_packet_spacing_seconds=0.0, ntp_timeout_seconds=0.2, skew_policy=policy)
+                      ntp_packet_spacing_seconds=0.0, ntp_timeout_seconds=1.0, skew_policy=policy)
     guard = ClockGuard(cfg, wall=lambda: time.time() + shift, kernel_reader=synced_kernel,
                        env=env or {"TZ": "UTC"})
     await guard.check()

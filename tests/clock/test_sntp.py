@@ -21,7 +21,7 @@ from evolink.clock.sntp import (
     validate_reply,
 )
 
-FAST = {"packets": 3, "spacing": 0.005, "reply_timeout": 0.25}
+FAST = {"packets": 3, "spacing": 0.005, "reply_timeout": 1.0}  # generous: only silent servers wait
 
 
 def test_timestamp_conversion_round_trip_and_2036_era() -> None:
@@ -117,12 +117,12 @@ async def test_silent_server_gives_up_after_two_timeouts(responders: Responders)
     started = time.monotonic()
     result = await query_server(server, packets=8, spacing=0.0, reply_timeout=0.1)
     assert result.status is ServerStatus.SILENT
-    assert b.received == 2 and time.monotonic() - started < 1.0
+    assert b.received == 2 and time.monotonic() - started < 2.0  # not 8 timeouts
 
 
 async def test_lowest_delay_sample_is_kept(responders: Responders) -> None:
     server, b = await responders.start(skew=1.0, jitter=0.05, seed=7)
-    result = await query_server(server, packets=5, spacing=0.0, reply_timeout=0.25)
+    result = await query_server(server, packets=5, spacing=0.0, reply_timeout=1.0)
     assert result.sample is not None and result.replies == 5
     # The kept offset is one of the served ones (not an average).
     assert min(abs(result.sample.offset - o) for o in b.replies) < 0.005
@@ -133,7 +133,7 @@ async def test_poll_discipline_min_interval_and_backoff(responders: Responders) 
     rate, rb = await responders.start(kod="RATE")
     deny, db = await responders.start(kod="DENY")
     now = [1000.0]
-    client = SntpClient([good, rate, deny], packets=2, spacing=0.0, timeout=0.2, monotonic=lambda: now[0])
+    client = SntpClient([good, rate, deny], packets=2, spacing=0.0, timeout=1.0, monotonic=lambda: now[0])
     first = {str(r.server): r for r in await client.poll_all()}
     assert first[str(good)].status is ServerStatus.OK and not first[str(good)].cached
     assert (gb.received, rb.received, db.received) == (2, 1, 1)
@@ -157,7 +157,7 @@ async def test_jitter_100ms_is_measured_not_amplified(responders: Responders) ->
     server, b = await responders.start(skew=0.0, jitter=0.1, seed=3)
     offsets = []
     for _ in range(5):
-        r = await query_server(server, packets=1, spacing=0.0, reply_timeout=0.25)
+        r = await query_server(server, packets=1, spacing=0.0, reply_timeout=1.0)
         assert r.sample is not None
         offsets.append(r.sample.offset)
     # Each measurement tracks the offset the responder served (to loopback precision).

@@ -1,0 +1,144 @@
+"""`evolink serve [--sandbox]`: the gateway under uvicorn.
+
+With `--sandbox` an embedded sandbox (WhatsApp-like server + simulated phones) starts in the same
+process and the engine is pointed at it; its admin URL is printed so you can create phones and
+link them. Bad configuration prints one line naming the variable and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from evolink.api.apikey import ApiKey, resolve_api_key
+from evolink.api.settings import ConfigError, Settings, load_settings
+
+log = logging.getLogger("evolink.serve")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="evolink serve", description="Run the Evolution-compatible HTTP gateway.")
+    p.add_argument("--sandbox", action="store_true",
+                   help="start an embedded sandbox and point the engine at it (offline)")
+    p.add_argument("--host", help="listen address (default SERVER_HOST or 0.0.0.0)")
+    p.add_argument("--port", type=int, help="listen port (default SERVER_PORT or 8080)")
+    p.add_argument("--env-file", default=".env", help="dotenv file to read (default .env)")
+    return p
+
+
+def log_level(evolution_levels: str) -> int:
+    """Evolution's LOG_LEVEL is a list of enabled levels; the most verbose one wins."""
+    names = {part.strip().upper() for part in evolution_levels.split(",")}
+    if names & {"DEBUG", "VERBOSE", "DARK"}:
+        return logging.DEBUG
+    if names & {"INFO", "LOG"}:
+        return logging.INFO
+    if "WARN" in names or "WARNING" in names:
+        return logging.WARNING
+    return logging.ERROR
+
+
+def announce_key(key: ApiKey) -> None:
+    if key.source == "generated":
+        print(f"evolink: generated AUTHENTICATION_API_KEY={key.value}\n"
+              f"evolink: stored in {key.path} (shown once; set AUTHENTICATION_API_KEY to choose your own)",
+              flush=True)
+    elif key.source == "file":
+        print(f"evolink: using the API key stored in {key.path}", flush=True)
+
+
+@contextlib.asynccontextmanager
+async def embedded_sandbox(data_dir: Path) -> AsyncIterator[Any]:
+    from evolink.sandbox.config import SandboxConfig
+    from evolink.sandbox.server import Sandbox
+
+    sandbox_dir = data_dir / "sandbox"
+    sandbox_dir.mkdir(parents=True, exist_ok=True)
+    async with Sandbox.start(SandboxConfig(data_dir=sandbox_dir)) as sb:
+        yield sb
+
+
+async def _check_database(settings: Settings) -> None:
+    from evolink.api.app import database_url
+    from evolink.store import open_database
+
+    db = open_database(database_url(settings))
+    try:
+        await db.migrate()
+    finally:
+        await db.dispose()
+
+
+async def _serve(settings: Settings, key: ApiKey, sandbox: bool, host: str, port: int) -> int:
+    import uvicorn
+
+    from evolink.api.app import create_app
+    from evolink.store import DatabaseError
+
+    try:
+        await _check_database(settings)
+    except DatabaseError as exc:
+        print(f"evolink serve: {exc}", file=sys.stderr)
+        return 1
+    async with contextlib.AsyncExitStack() as stack:
+        clock_env = dict(os.environ)
+        admin_url: str | None = None
+        if sandbox:
+            sb = await stack.enter_async_context(embedded_sandbox(settings.EVOLINK_DATA_DIR))
+            settings = settings.model_copy(update={"WA_WEBSOCKET_URL": sb.ws_url,
+                                                   "WA_ROOT_PUBLIC_KEY": sb.root_public_key})
+            admin_url = sb.admin_url
+            # Offline: the sandbox's HTTP Date stands in for the WhatsApp origin as the upstream clock.
+            clock_env.setdefault("CLOCK_UPSTREAM_HTTP_URL", sb.admin_url + "/admin/clock")
+            print(f"evolink: sandbox WebSocket {sb.ws_url}", flush=True)
+            print(f"evolink: sandbox admin URL {sb.admin_url}  (POST /admin/phones, "
+                  f"POST /admin/phones/<phone>/link-code)", flush=True)
+        try:
+            from evolink.clock.config import ClockConfigError
+            from evolink.clock.guard import ClockGuard
+
+            guard: Any = ClockGuard(env=clock_env)
+        except ClockConfigError as exc:
+            print(f"evolink serve: {exc}", file=sys.stderr)
+            return 2
+        app = create_app(settings, api_key=key, clock_guard=guard, sandbox_admin_url=admin_url)
+        config = uvicorn.Config(app, host=host, port=port, log_level=logging.getLevelName(log_level(settings.LOG_LEVEL)).lower(),
+                                lifespan="on", access_log=False)
+        server = uvicorn.Server(config)
+        print(f"evolink: gateway on http://{host}:{port} (OpenAPI at /docs)", flush=True)
+        try:
+            await server.serve()
+        except SystemExit as exc:  # uvicorn exits when it cannot bind
+            print(f"evolink serve: cannot listen on {host}:{port}", file=sys.stderr)
+            return int(exc.code or 1)
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(env_file=args.env_file)
+    except ConfigError as exc:
+        print(f"evolink serve: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=log_level(settings.LOG_LEVEL), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        key = resolve_api_key(settings.AUTHENTICATION_API_KEY, settings.EVOLINK_DATA_DIR)
+    except OSError as exc:
+        print(f"evolink serve: EVOLINK_DATA_DIR: cannot store the generated API key: {exc}", file=sys.stderr)
+        return 2
+    announce_key(key)
+    host = args.host or settings.SERVER_HOST
+    port = args.port if args.port is not None else settings.SERVER_PORT
+    try:
+        return asyncio.run(_serve(settings, key, args.sandbox, host, port))
+    except KeyboardInterrupt:
+        return 0

@@ -102,6 +102,16 @@ def set_clock_offset(source: str, offset: float, uncertainty: float | None, chec
     clock_last_check_timestamp_seconds.labels(label).set(checked_at)
 
 
+def clear_clock_offset(source: str) -> None:
+    """Drop the offset series of a source that no longer measures (its last-check time stays)."""
+    label = clock_source_label(source)
+    for gauge in (clock_offset_seconds, clock_offset_uncertainty_seconds):
+        try:
+            gauge.remove(label)
+        except KeyError:
+            pass
+
+
 def set_clock_verdict(verdict: str, ntp_agreeing: int, ntp_status_counts: Mapping[str, int]) -> None:
     for v in VERDICTS:
         clock_verdict.labels(v).set(1 if v == verdict else 0)

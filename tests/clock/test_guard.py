@@ -82,7 +82,8 @@ async def test_ntp_unreachable_falls_back_to_http_date(responders: Responders) -
     http = HttpDateServer(skew=0.0)
     url = await http.start()
     try:
-        guard = ClockGuard(_config([silent, refused], upstream_http_url=url), kernel_reader=synced_kernel,
+        clock = CorrectedClock()
+        guard = ClockGuard(_config([silent, refused], upstream_http_url=url), clock, kernel_reader=synced_kernel,
                            env={"TZ": "UTC"})
         status = await guard.check()
     finally:
@@ -96,6 +97,8 @@ async def test_ntp_unreachable_falls_back_to_http_date(responders: Responders) -
     assert statuses[silent] is ServerStatus.SILENT
     assert statuses[refused] in (ServerStatus.UNREACHABLE, ServerStatus.SILENT)
     assert _sample("evolink_clock_offset_seconds", source="upstream_http") == pytest.approx(status.offset)
+    # The coarse source agrees with the host within its own error: no correction by noise.
+    assert clock.offset == 0.0 and clock.source == "host (agrees with upstream_http)"
 
 
 async def test_http_fallback_detects_skew_and_compensate_refuses_beyond_max(responders: Responders) -> None:
@@ -164,3 +167,20 @@ async def test_concurrent_checks_share_one_round(responders: Responders) -> None
     guard = ClockGuard(_config([server]), kernel_reader=synced_kernel, env={"TZ": "UTC"})
     a, c = await asyncio.gather(guard.check(), guard.check())
     assert a is c and b.received == 3
+
+
+async def test_stale_ntp_offset_series_is_dropped_when_ntp_goes_away(responders: Responders) -> None:
+    servers = [(await responders.start(skew=0.5))[0] for _ in range(3)]
+    now = [0.0]
+    guard = ClockGuard(_config(servers), kernel_reader=synced_kernel, env={"TZ": "UTC"},
+                       monotonic=lambda: now[0])
+    await guard.check()
+    assert _sample("evolink_clock_offset_seconds", source="ntp") == pytest.approx(0.5, abs=0.05)
+    checked = _sample("evolink_clock_last_check_timestamp_seconds", source="ntp")
+    responders.close()  # NTP disappears (ICMP port unreachable)
+    now[0] += 100.0  # past the 15 s minimum poll interval
+    status = await guard.check()
+    assert status.verdict.code is VerdictCode.NTP_UNREACHABLE
+    assert _sample("evolink_clock_offset_seconds", source="ntp") is None
+    assert _sample("evolink_clock_last_check_timestamp_seconds", source="ntp") == checked
+    assert guard.clock.offset == pytest.approx(0.5, abs=0.05)  # last known correction is kept

@@ -196,8 +196,12 @@ class ClockGuard:
         self._first.set()
         if (self.config.skew_policy is SkewPolicy.COMPENSATE and status.offset is not None
                 and status.uncertainty is not None):
-            # NTP majority, or an upstream fallback (better than the raw host clock).
-            self.clock.set_offset(status.offset, status.uncertainty, status.source or "unknown")
+            if status.trusted or abs(status.offset) > status.uncertainty:
+                self.clock.set_offset(status.offset, status.uncertainty, status.source or "unknown")
+            else:
+                # A coarse fallback (±0.5 s or worse) that agrees with the host: correcting by its
+                # noise would make a good host clock worse.
+                self.clock.set_offset(0.0, status.uncertainty, f"host (agrees with {status.source})")
         if previous is None or previous.verdict.code is not status.verdict.code:
             level = logging.INFO if status.verdict.code is VerdictCode.OK else logging.WARNING
             log.log(level, "clock verdict %s: %s", status.verdict.code, status.verdict.reason,
@@ -211,6 +215,8 @@ class ClockGuard:
         sel = status.selection
         if status.ntp_state == "ok" and sel is not None and sel.offset is not None:
             metrics.set_clock_offset("ntp", sel.offset, sel.uncertainty, status.checked_at)
+        else:
+            metrics.clear_clock_offset("ntp")  # a stale NTP offset must not keep alerts firing
         for s in status.upstream:
             metrics.set_clock_offset(s.source, s.offset, s.uncertainty, s.observed_at)
         metrics.set_clock_offset("applied", self.clock.offset, self.clock.uncertainty, status.checked_at)

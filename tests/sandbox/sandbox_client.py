@@ -99,6 +99,7 @@ class Client:
         self.server_static = b""
         self.cert_payload = b""
         self._ids = 0
+        self.ib: list[Node] = []
 
     @classmethod
     async def connect(cls, url: str, creds: Creds, payload: bytes, *, routing_info: bytes | None = None) -> Client:
@@ -132,8 +133,13 @@ class Client:
         self.transport = ini.transport()
 
     async def recv(self, within: float = 10.0) -> Node:
+        """Next node; ``<ib>`` info broadcasts (edge routing…) are kept in ``self.ib`` instead."""
         assert self.transport is not None
-        return binary.decode(self.transport.decrypt(await self._raw_frame(within)))
+        while True:
+            node = binary.decode(self.transport.decrypt(await self._raw_frame(within)))
+            if node.tag != "ib":
+                return node
+            self.ib.append(node)
 
     async def send(self, node: Node) -> None:
         assert self.transport is not None

@@ -156,3 +156,6 @@ async def test_restart_logs_in_with_stored_creds(sb: Sandbox, http: httpx.AsyncC
     assert await second.wait() == 0
     phone = (await http.get(f"/admin/phones/{PHONE}")).json()
     assert len(phone["devices"]) == 1 and phone["devices"][0]["last_login_at"] is not None
+    # The first login taught Baileys its edge routing info; the restarted process uses the ED intro.
+    logins = [c for c in (await http.get("/admin/connections")).json() if c["state"] == "login"]
+    assert [c["edge_routing"] for c in logins] == [False, True]

@@ -118,7 +118,15 @@ async def test_link_login_success_and_post_login_answers(sb: Sandbox) -> None:
     assert props.child("props") is not None
     pong = await client.query(iq("w:p", "get"))  # whatsmeow's childless ping
     assert pong.attrs["type"] == "result"
+    # Edge routing info follows success; a client presenting it in the ED intro is accepted.
+    routing = client.ib[0].child("edge_routing").child("routing_info")  # type: ignore[union-attr]
+    assert routing is not None and routing.content == sb.config.edge_routing_info
     await client.close()
+    again = await Client.connect(sb.ws_url, creds, login_payload(creds.phone or "", creds.device),
+                                 routing_info=routing.content)  # type: ignore[arg-type]
+    assert (await again.recv()).tag == "success"
+    assert sb.list_connections()[-1]["edge_routing"] is True
+    await again.close()
 
 
 @pytest.mark.parametrize("case", ["unknown_device", "wrong_noise_key", "no_device_field", "unknown_phone"])

@@ -36,5 +36,9 @@ class SandboxConfig:
     link_timeout: float = 15.0  # admin scan/link-code waits this long for the client's answers
     max_frame_size: int = (1 << 24) - 1
 
+    # After login, tell the client its edge routing info (<ib><edge_routing>), as the real service
+    # does; Baileys then opens later sockets with the "ED" intro. None disables it.
+    edge_routing_info: bytes | None = b"\x08\x08\x08\x02"
+
     # Primary phone's platform announced in pair-success.
     phone_platform: str = "android"

@@ -550,6 +550,10 @@ class Connection:
         sb.store.mark_login(record.phone, record.device, sb.clock.unix())
         await sb._replace_older_sessions(self)
         await self.send_node(Node("success", {"t": str(sb.clock.unix()), "lid": record.lid_jid}))
+        if sb.config.edge_routing_info:
+            await self.send_node(Node("ib", {}, [
+                Node("edge_routing", {}, [Node("routing_info", {}, sb.config.edge_routing_info)])
+            ]))
         log.info("login", extra={"conn": self.id, "phone": record.phone, "device": record.device})
 
     # --------------------------------------------------------------------------- dispatch

@@ -33,7 +33,7 @@ class LinkDecision:
 def _refusal(status: ClockStatus, policy: SkewPolicy, why: str) -> str:
     v = status.verdict
     if status.offset is not None:
-        unc = f" ± {status.uncertainty:.3f}" if status.uncertainty is not None else ""
+        unc = f" ± {status.uncertainty:.2g}" if status.uncertainty is not None else ""
         where = (f"the host clock is {describe_offset(status.offset)} true time "
                  f"(offset {status.offset:+.3f} s{unc}, from {status.source})")
     else:

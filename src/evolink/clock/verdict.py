@@ -91,7 +91,7 @@ def diagnose(*, offset: float | None, source: str | None, ntp_state: NtpState, n
             drift = offset + zone
             example = f", e.g. {', '.join(zones[:3])}" if zones else ""
             reason = (f"RTC kept in local time, {name}{example}: the host clock is "
-                      f"{describe_offset(offset)} true time ({source}; {drift:+.0f} s beyond the zone offset)")
+                      f"{describe_offset(offset)} true time ({source}; {abs(drift):.0f} s of drift on top of the zone offset)")
             return Verdict(VerdictCode.LOCAL_TIME_RTC, reason, f"{FIX_RTC}; {FIX_CONTAINER}", name, zones[:10])
         if abs(offset) > warn_skew:
             reason = f"the host clock is {describe_offset(offset)} true time ({source})"

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from evolink.sandbox.errors import AdminError
+from evolink.sandbox.faults import Faults
 
 if TYPE_CHECKING:
     from evolink.sandbox.server import Sandbox
@@ -108,8 +109,6 @@ class AdminServer:
         async def put_faults(p: dict[str, str], body: Any) -> tuple[int, Any]:
             if not isinstance(body, dict):
                 raise AdminError(400, "invalid_body", "expected a JSON object")
-            from evolink.sandbox.faults import Faults
-
             sb.faults = Faults.from_json(body)
             return 200, sb.faults.to_json()
 

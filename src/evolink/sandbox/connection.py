@@ -33,7 +33,7 @@ from evolink.sandbox.phone import (
     verify_device_sign,
 )
 from evolink.sandbox.store import PHONE_RE, DeviceRecord, PhoneRecord
-from evolink.wire import binary, frames, noise
+from evolink.wire import binary, crypto, frames, noise
 from evolink.wire.binary import SERVER_JID, Node
 from evolink.wire.crypto import KeyPair
 from evolink.wire.errors import WireError
@@ -302,8 +302,6 @@ class Connection:
 
     # ------------------------------------------------------------------------ registration
     async def _register(self, payload: wa_pb2.ClientPayload) -> None:
-        from evolink.wire import crypto
-
         data = payload.devicePairingData
         if len(data.eIdent) != 32 or len(data.eSkeyVal) != 32 or len(data.eRegid) != 4:
             raise ProtocolViolation("malformed devicePairingData")
@@ -365,7 +363,10 @@ class Connection:
 
     async def link_device(self, phone: PhoneRecord, *, identity_public: bytes, adv_secret: bytes,
                           method: str, platform: str) -> DeviceRecord:
-        """pair-success → verified pair-device-sign → device stored → stream:error 515."""
+        """pair-success → verified pair-device-sign → device stored → stream:error 515.
+
+        Callers (:meth:`scan`, :meth:`enter_code`) hold the socket's ``_linking`` flag.
+        """
         if self.registration is None or self._transport is None:
             raise AdminError(409, "not_registering", "connection is not a registration connection")
         sb = self.sb

@@ -35,7 +35,7 @@ from evolink.sandbox.faults import Faults
 from evolink.sandbox.store import SandboxStore, normalize_phone
 from evolink.sandbox.tls import server_ssl_context
 from evolink.wire import certs, qr
-from evolink.wire.crypto import KeyPair
+from evolink.wire.crypto import PAIRING_ALPHABET, KeyPair
 from evolink.wire.errors import WireError
 
 log = logging.getLogger("evolink.sandbox")
@@ -222,8 +222,6 @@ class Sandbox:
 
     async def link_code(self, phone: object, code: object) -> dict[str, Any]:
         """The phone's user types a pairing code shown by a companion; returns the linked device."""
-        from evolink.wire.crypto import PAIRING_ALPHABET
-
         record = self._phone(phone)
         if not isinstance(code, str):
             raise AdminError(400, "invalid_code", "code must be a string")

@@ -107,3 +107,21 @@ def test_cli_rejects_conflicting_storage_flags(capsys: pytest.CaptureFixture[str
     with pytest.raises(SystemExit) as exc:
         main(["--memory", "--data", "/tmp/x"])
     assert exc.value.code == 2
+
+
+@pytest.mark.parametrize(("raw", "status"), [
+    (b"NONSENSE\r\n\r\n", 400),
+    (b"GET /admin HTTP/1.1\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n", 431),
+    (b"POST /admin/phones HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 411),
+    (b"POST /admin/phones HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n", 413),
+])
+async def test_malformed_http_gets_a_clean_error(sandbox: Sandbox, raw: bytes, status: int) -> None:
+    host, port = sandbox.admin_url.removeprefix("http://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(raw)
+    await writer.drain()
+    head = await asyncio.wait_for(reader.readline(), 5)
+    assert head.split()[1] == str(status).encode()
+    writer.close()
+    async with httpx.AsyncClient(base_url=sandbox.admin_url) as http:  # still serving
+        assert (await http.get("/admin")).status_code == 200

@@ -164,6 +164,10 @@ class AdminServer:
                     request = await asyncio.wait_for(_read_request(reader), KEEPALIVE_IDLE)
                 except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
                     return
+                except ValueError:  # a line longer than the stream limit
+                    await _write(writer, 431, {"error": "bad_request", "message": "request line or header too long"},
+                                 self.sb.clock.http_date(), keep_alive=False)
+                    return
                 except _BadRequest as exc:
                     await _write(writer, exc.status, {"error": "bad_request", "message": str(exc)},
                                  self.sb.clock.http_date(), keep_alive=False)

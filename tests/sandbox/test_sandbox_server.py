@@ -285,5 +285,8 @@ async def test_clock_offset_drives_t_and_http_date(sb: Sandbox) -> None:
         res = await http.get(ws_http)
         assert abs(parsedate_to_datetime(res.headers["date"]).timestamp() - (time.time() - 3600)) <= 2
     creds = await _link(sb)
-    _, success = await _login(sb, creds)
+    client, success = await _login(sb, creds)
     assert abs(int(success.attrs["t"]) - (time.time() - 3600)) <= 2
+    assert client.ws.response is not None  # the 101 upgrade response
+    upgrade_date = parsedate_to_datetime(client.ws.response.headers["Date"]).timestamp()
+    assert abs(upgrade_date - (time.time() - 3600)) <= 2

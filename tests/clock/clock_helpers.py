@@ -35,6 +35,7 @@ class Behaviour:
     seed: int = 1
     received: int = 0
     replies: list[float] = field(default_factory=list)  # the offsets actually served
+    got_packet: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class SntpResponder(asyncio.DatagramProtocol):
@@ -49,6 +50,7 @@ class SntpResponder(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         b = self.b
         b.received += 1
+        b.got_packet.set()
         if b.silent or self.transport is None:
             return
         noise = self.rng.uniform(-b.jitter, b.jitter) if b.jitter else 0.0

@@ -184,3 +184,13 @@ async def test_stale_ntp_offset_series_is_dropped_when_ntp_goes_away(responders:
     assert _sample("evolink_clock_offset_seconds", source="ntp") is None
     assert _sample("evolink_clock_last_check_timestamp_seconds", source="ntp") == checked
     assert guard.clock.offset == pytest.approx(0.5, abs=0.05)  # last known correction is kept
+
+
+async def test_stop_during_a_round_is_clean(responders: Responders) -> None:
+    silent, b = await responders.start(silent=True)
+    guard = ClockGuard(_config([silent], ntp_timeout_seconds=30.0), kernel_reader=synced_kernel,
+                       env={"TZ": "UTC"})
+    guard.start()
+    await asyncio.wait_for(b.got_packet.wait(), 5.0)  # the round is now waiting for a reply
+    await asyncio.wait_for(guard.stop(), 2.0)
+    assert guard.status is None and guard._task is None

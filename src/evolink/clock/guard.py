@@ -126,6 +126,14 @@ class ClockGuard:
         cfg = self.config
         tz_task = asyncio.create_task(asyncio.to_thread(
             check_timezone, self._env, expected=cfg.expected_tz, etc=self._etc))
+        try:
+            return await self._measure_sources(tz_task)
+        finally:
+            if not tz_task.done():
+                tz_task.cancel()  # cancelled mid-round (stop()): do not leave the task dangling
+
+    async def _measure_sources(self, tz_task: asyncio.Task[TimezoneReport]) -> ClockStatus:
+        cfg = self.config
         results = await self.sntp.poll_all() if cfg.ntp_servers else []
         estimates = [Estimate(str(r.server), r.sample.offset, r.sample.distance)
                      for r in results if r.status is ServerStatus.OK and r.sample is not None]
@@ -163,10 +171,12 @@ class ClockGuard:
             log.exception("timezone check failed")
             tz = None
         corrected_now = now_host + (offset or 0.0)
-        verdict = diagnose(offset=offset, source=source, ntp_state=ntp_state,
-                           ntp_agreeing=selection.agreeing if selection else 0,
-                           ntp_candidates=selection.candidates if selection else 0, kernel=kernel,
-                           warn_skew=cfg.warn_skew_seconds, now=datetime.fromtimestamp(corrected_now, UTC))
+        # In a thread: naming candidate zones scans tzdata (~0.1 s the first time).
+        verdict = await asyncio.to_thread(
+            diagnose, offset=offset, source=source, ntp_state=ntp_state,
+            ntp_agreeing=selection.agreeing if selection else 0,
+            ntp_candidates=selection.candidates if selection else 0, kernel=kernel,
+            warn_skew=cfg.warn_skew_seconds, now=datetime.fromtimestamp(corrected_now, UTC))
         return ClockStatus(now_host, verdict, offset, uncertainty, source, ntp_state, tuple(results), selection,
                            tuple(upstream), http, kernel, tz)
 

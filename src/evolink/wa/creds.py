@@ -58,14 +58,27 @@ class Creds:
 
     @classmethod
     def new(cls) -> Creds:
-        noise = KeyPair.generate()
+        """Fresh device identity (noise key, identity key, signed pre-key, ADV secret)."""
         identity = KeyPair.generate()
         spk = KeyPair.generate()
+        return cls._assemble(identity, spk, signed_prekey_signature(identity.private, spk.public))
+
+    @classmethod
+    async def new_async(cls) -> Creds:
+        """``new()`` with the XEdDSA signing (~1 ms of C that releases the GIL) in a worker thread."""
+        identity = KeyPair.generate()
+        spk = KeyPair.generate()
+        signature = await asyncio.to_thread(signed_prekey_signature, identity.private, spk.public)
+        return cls._assemble(identity, spk, signature)
+
+    @classmethod
+    def _assemble(cls, identity: KeyPair, spk: KeyPair, signature: bytes) -> Creds:
+        noise = KeyPair.generate()
         return cls(
             noise_private=noise.private, noise_public=noise.public,
             identity_private=identity.private, identity_public=identity.public,
             signed_pre_key_id=1, signed_pre_key_private=spk.private, signed_pre_key_public=spk.public,
-            signed_pre_key_signature=signed_prekey_signature(identity.private, spk.public),
+            signed_pre_key_signature=signature,
             # 14 bits like the Signal registration id; whatsmeow uses 32 bits, both are accepted.
             registration_id=secrets.randbelow(16380) + 1,
             adv_secret=secrets.token_bytes(32),

@@ -278,8 +278,7 @@ class Engine:
         if self._creds is None:
             self._creds = await self.store.load()
         if self._creds is None:
-            # key generation + signing (~1.3 ms) off the loop: bursts of new engines stay smooth
-            await self.save_creds(await asyncio.to_thread(Creds.new))
+            await self.save_creds(await Creds.new_async())
         assert self._creds is not None
         return self._creds
 
@@ -335,11 +334,10 @@ class Engine:
     async def _read_loop(self, conn: Connection) -> None:
         loop = asyncio.get_running_loop()
         try:
-            async for node in conn.sock.nodes():
+            while not conn.closed:
+                node = await conn.sock.recv_node()
                 conn.last_rx = loop.time()
                 self._dispatch(conn, node)
-                if conn.closed:
-                    return
         except SocketClosed as exc:
             if conn.registration and conn.qr_exhausted and not conn.pair_success_seen:
                 conn.finish(Disconnect(CloseReason.QR_REFS_ENDED, 408, "QR refs attempts ended", will_reconnect=False))

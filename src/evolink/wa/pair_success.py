@@ -7,7 +7,6 @@ same error IQ whatsmeow sends and ends the connection; nothing is stored.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -104,8 +103,7 @@ async def handle_pair_success(engine: Engine, conn: Connection, iq: Node, pair_s
         secrets_to_try.insert(0, conn.pairing.adv_secret)
     iq_id = iq.attrs.get("id", "")
     try:
-        linked = await asyncio.to_thread(
-            verify_pair_success, pair_success, identity_private=creds.identity_private,
+        linked = verify_pair_success(pair_success, identity_private=creds.identity_private,
             identity_public=creds.identity_public, adv_secrets=secrets_to_try)
     except PairVerificationError as exc:
         log.warning("pair-success refused: %s", exc.text)

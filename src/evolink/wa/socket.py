@@ -10,7 +10,6 @@ import asyncio
 import logging
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
@@ -123,11 +122,10 @@ class NoiseSocket:
         async with self._send_lock:
             await self.frames.send_frame(self._transport.encrypt(body))
 
-    async def nodes(self) -> AsyncIterator[Node]:
-        """Decrypted, decoded nodes; WireError on garbage, SocketClosed at the end."""
-        while True:
-            frame = await self.frames.recv_frame()
-            yield binary.decode(self._transport.decrypt(frame))
+    async def recv_node(self) -> Node:
+        """Next decrypted, decoded node; WireError on garbage, SocketClosed at the end."""
+        frame = await self.frames.recv_frame()
+        return binary.decode(self._transport.decrypt(frame))
 
     async def close(self) -> None:
         await self.frames.close()

@@ -108,7 +108,8 @@ async def test_restart_logout_delete(tmp_path: Path, sandbox: Sandbox, receiver:
     assert len(devices_before) == 1
     receiver.received.clear()
     async with running_gateway(settings, engine_factory=fast_engines(sandbox)) as (client, app):
-        await receiver.wait_for(lambda: _opened(receiver, "r1"), 15)
+        rt = app.state.gateway.manager.runtimes["r1"]
+        assert await rt._wait(lambda: rt.state == "open", 15)
         assert (await client.get("/instance/connectionState/r1")).json()["instance"]["state"] == "open"
         assert devices() == devices_before  # no relink
         assert not receiver.events("qrcode.updated")

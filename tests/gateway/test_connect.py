@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -216,3 +217,63 @@ async def test_invalid_number_is_a_clear_error(gw: tuple[httpx.AsyncClient, Fast
     await create_instance(client, "n")
     body = await _connect(client, "n", "12ab")
     assert body["error"] is True and "not a phone number" in body["message"]
+
+
+async def test_other_number_during_code_link_is_refused(gw: tuple[httpx.AsyncClient, FastAPI]) -> None:
+    client, _ = gw
+    await create_instance(client, "o")
+    await _connect(client, "o", PHONE)
+    other = await _connect(client, "o", "15559998888")
+    assert other["error"] is True and "...1111" in other["message"] and "log out first" in other["message"]
+
+
+async def test_clock_guard_refusal(tmp_path: Path) -> None:
+    """CLOCK_SKEW_POLICY=refuse with an unmeasurable clock: connect is refused in Evolution's error shape,
+    with the `clock` object, nothing is started, and the attempt is recorded and counted."""
+    from evolink.clock.config import ClockConfig, SkewPolicy
+    from evolink.clock.guard import ClockGuard
+    from evolink.metrics import REGISTRY
+
+    guard = ClockGuard(ClockConfig(ntp_servers=(), upstream_http_url=None, skew_policy=SkewPolicy.REFUSE))
+    before = REGISTRY.get_sample_value("evolink_pairing_attempts_total",
+                                       {"method": "code", "result": "refused_clock"}) or 0.0
+    hub = FakeHub()
+    async with running_gateway(make_settings(tmp_path), engine_factory=hub.factory, clock_guard=guard) as (c, app):
+        await create_instance(c, "k")
+        body = await _connect(c, "k", PHONE)
+        assert body["error"] is True and body["message"].startswith("Linking refused by the clock guard")
+        assert body["clock"]["allowed"] is False and body["clock"]["policy"] == "refuse"
+        assert hub.starts == 0
+        rt = app.state.gateway.manager.runtimes["k"]
+        attempts = await app.state.gateway.store.list_pairing_attempts(rt.instance_id)
+        assert [(a.method, a.outcome) for a in attempts] == [("code", "refused_clock")]
+        health = await c.get("/health")
+        assert health.headers["content-type"].startswith("application/health+json")
+        assert "database:connection" in health.json()["checks"]
+    after = REGISTRY.get_sample_value("evolink_pairing_attempts_total", {"method": "code", "result": "refused_clock"})
+    assert after == before + 1
+
+
+@pytest.mark.postgres
+async def test_gateway_on_postgresql(tmp_path: Path) -> None:
+    from conftest import PG_URL, _pg_schema
+
+    schema = f"evolink_gw_{uuid.uuid4().hex[:10]}"
+    await _pg_schema("create", schema)
+    try:
+        settings = make_settings(tmp_path, DATABASE_PROVIDER="postgresql", DATABASE_CONNECTION_URI=PG_URL)
+        hub = FakeHub()
+        async with running_gateway(settings, engine_factory=hub.factory, db_schema=schema) as (client, _):
+            await create_instance(client, "pg")
+            await _connect(client, "pg", PHONE)
+            await hub.latest("pg").link(PHONE)
+        hub2 = FakeHub()
+        async with running_gateway(settings, engine_factory=hub2.factory, db_schema=schema) as (client, app):
+            assert app.state.gateway.db.dialect == "postgresql"
+            rt = app.state.gateway.manager.runtimes["pg"]
+            assert await rt._wait(lambda: rt.state == "open", 5)
+            await rt.settle()
+            rows = (await client.get("/instance/fetchInstances")).json()
+            assert rows[0]["ownerJid"] == f"{PHONE}@s.whatsapp.net"
+    finally:
+        await _pg_schema("drop", schema)

@@ -169,6 +169,10 @@ class InstanceRuntime:
                     if refusal.clock:
                         body["clock"] = refusal.clock
                     return body
+            if not starting and phone is not None and self.mode == "code" and self.phone not in (None, phone):
+                return {"error": True, "message": (
+                    f'Instance "{self.name}" is linking number ...{(self.phone or "")[-4:]} with a pairing code; '
+                    "log out first to link a different number")}
             if starting:
                 if self._engine is not None:
                     await self._stop_engine(logout=False)
@@ -189,6 +193,8 @@ class InstanceRuntime:
         if self.mode == "code" and self.qr.pairing_code is None and self._code_error:
             return {"error": True, "message": self._code_error}
         if not self._ready():
+            if self.mode == "code" and self.qr.pairing_code is not None:
+                return self.qr_body()  # the code is what matters; the QR image follows by webhook
             return {"error": True, "message": self._timeout_message()}
         if self.state == "close" and self.last_close is not None and self.qr.code is None:
             return {"error": True, "message": self._close_message(self.last_close)}
@@ -256,10 +262,16 @@ class InstanceRuntime:
                 self.mode, self.phone = "qr", None
                 await self._start_engine()
 
+    async def settle(self, within: float = 5.0) -> None:
+        """Wait (bounded) until every engine event received so far has been handled and stored."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._queue.join(), within)
+
     async def shutdown(self) -> None:
         """Process shutdown: close the socket, keep status and creds so the next start resumes."""
         self._closed = True
         async with self._lock:
+            await self.settle()  # an `open` that just arrived is persisted before we go
             await self._stop_engine(logout=False)
         if self._consumer is not None:
             self._consumer.cancel()
@@ -343,7 +355,8 @@ class InstanceRuntime:
         if self.state == "open" or (self.state == "close" and self.last_close is not None):
             return True
         if self.mode == "code":
-            return self.qr.pairing_code is not None or self._code_error is not None
+            # The code is confirmed after pair-device, whose QR may still be rendering: wait for both.
+            return (self.qr.pairing_code is not None and self.qr.code is not None) or self._code_error is not None
         return self.qr.code is not None
 
     def _notify(self) -> None:
@@ -381,15 +394,16 @@ class InstanceRuntime:
     async def _consume(self) -> None:
         while True:
             gen, ev = await self._queue.get()
-            if gen != self._gen:
-                continue
             try:
-                await self._handle(ev)
+                if gen == self._gen:
+                    await self._handle(ev)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("handling engine event failed", extra={"instance": self.name,
                                                                      "event": type(ev).__name__})
+            finally:
+                self._queue.task_done()
 
     async def _handle(self, ev: EngineEvent) -> None:
         if isinstance(ev, ConnectingEvent):
@@ -416,8 +430,8 @@ class InstanceRuntime:
             await self._qr_limit()
             return
         self.qr.count += 1
-        self.qr.code = evolution_code(ev.qr)
-        self.qr.base64 = await asyncio.to_thread(render_png_data_url, ev.qr, self.options.qrcode_color)
+        png = await asyncio.to_thread(render_png_data_url, ev.qr, self.options.qrcode_color)
+        self.qr.code, self.qr.base64 = evolution_code(ev.qr), png  # together: never a code without its image
         self._notify()
         if self.mode == "code" and self.phone and self.qr.pairing_code is None and self._code_task is None \
                 and self._code_error is None:

@@ -181,6 +181,8 @@ class DeliveryWorker:
             self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._runner
+        if self._tasks:  # let requests already on the wire finish (fewer redeliveries after restart)
+            await asyncio.wait(list(self._tasks), timeout=2.0)
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:

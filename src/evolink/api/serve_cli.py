@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import sys
@@ -33,8 +34,22 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+class StructuredFormatter(logging.Formatter):
+    """The usual line plus the record's `extra` fields as one JSON object (instance, event, ...)."""
+
+    _standard = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        extra = {k: v for k, v in vars(record).items() if k not in self._standard}
+        return f"{line} {json.dumps(extra, default=str, sort_keys=True)}" if extra else line
+
+
 def log_level(evolution_levels: str) -> int:
-    """Evolution's LOG_LEVEL is a list of enabled levels; the most verbose one wins."""
+    """Evolution's LOG_LEVEL is a list of enabled levels; the most verbose one wins. Evolution's
+    default (everything enabled) maps to INFO: DEBUG only when asked for without the rest."""
+    if evolution_levels == Settings.model_fields["LOG_LEVEL"].default:
+        return logging.INFO
     names = {part.strip().upper() for part in evolution_levels.split(",")}
     if names & {"DEBUG", "VERBOSE", "DARK"}:
         return logging.DEBUG
@@ -128,8 +143,11 @@ def main(argv: list[str]) -> int:
     except ConfigError as exc:
         print(f"evolink serve: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=log_level(settings.LOG_LEVEL), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # LOG_LEVEL applies to evolink's own loggers; libraries (SQLAlchemy, aiosqlite, httpx...) stay at WARNING.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(StructuredFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
+    logging.getLogger("evolink").setLevel(log_level(settings.LOG_LEVEL))
     try:
         key = resolve_api_key(settings.AUTHENTICATION_API_KEY, settings.EVOLINK_DATA_DIR)
     except OSError as exc:

@@ -155,6 +155,11 @@ class FakeEngine:
         self.state = "open"
         self.emit(OpenEvent(creds.me_jid, None, "Alice", True))
 
+    def refs_ended(self) -> None:
+        """The registration socket ran out of QR refs (or its code expired): closed, no reconnect."""
+        self.state = "close"
+        self.emit(CloseEvent(CloseReason.QR_REFS_ENDED, 408, False, "QR refs attempts ended"))
+
     def lose_connection(self) -> None:
         """Registration socket lost: the code dies with it; the engine reconnects with a new socket."""
         self._code = None

@@ -277,3 +277,24 @@ async def test_gateway_on_postgresql(tmp_path: Path) -> None:
             assert rows[0]["ownerJid"] == f"{PHONE}@s.whatsapp.net"
     finally:
         await _pg_schema("drop", schema)
+
+
+async def test_refs_ended_renews_socket_and_code_until_limit(tmp_path: Path, receiver: Receiver) -> None:
+    hub = FakeHub()
+    async with running_gateway(make_settings(tmp_path, QRCODE_LIMIT=3), engine_factory=hub.factory) as (c, app):
+        await create_instance(c, "m", receiver.url)
+        first = (await _connect(c, "m", PHONE))["pairingCode"]
+        rt = app.state.gateway.manager.runtimes["m"]
+        hub.latest("m").refs_ended()
+        assert await rt._wait(lambda: rt.qr.pairing_code not in (None, first), 5)
+        second = (await _connect(c, "m", PHONE))["pairingCode"]
+        assert second != first and hub.starts == 2 and rt.state == "connecting"
+        await receiver.wait_for(lambda: second in [e["data"]["qrcode"]["pairingCode"]
+                                                   for e in receiver.events("qrcode.updated") if "qrcode" in e["data"]])
+        attempts = await app.state.gateway.store.list_pairing_attempts(rt.instance_id)
+        assert [(a.code_suffix, a.outcome) for a in attempts] == [(first[-2:], "expired"), (second[-2:], "pending")]
+        hub.latest("m").rotate_qr()  # QR 3 of 3
+        hub.latest("m").refs_ended()  # the limit is reached: refused instead of a third socket
+        await receiver.wait_for(lambda: any(e["data"].get("state") == "refused"
+                                            for e in receiver.events("connection.update")))
+        assert rt.state == "close" and hub.starts == 2 and rt.qr.count == 0

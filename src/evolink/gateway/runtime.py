@@ -483,6 +483,15 @@ class InstanceRuntime:
             # Evolution sends no CONNECTION_UPDATE for a close it recovers from; consumers see `connecting`.
             self._set_state("connecting")
             return
+        if ev.reason == CloseReason.QR_REFS_ENDED and not self._closed:
+            # The engine leaves this to us: like Evolution, open a new registration socket (new QRs,
+            # and in code mode one new code, announced) until QRCODE_LIMIT says `refused`.
+            await self._finish_attempts("expired")
+            if self.qr.count >= self.options.qrcode_limit:
+                await self._qr_limit()
+            else:
+                await self._renew_registration(self._gen)
+            return
         self.last_close = ev
         self._set_state("close")
         now = self.clock.now()
@@ -491,6 +500,16 @@ class InstanceRuntime:
                             disconnection_object=json.dumps({"reason": ev.reason.value, "message": ev.message}))
         await self._emit(names.STATUS_INSTANCE, self._status_instance(status, now, ev.message))
         await self._emit(names.CONNECTION_UPDATE, {"instance": self.name, "state": "close", "statusReason": status})
+
+    async def _renew_registration(self, gen: int) -> None:
+        self._set_state("connecting")
+        async with self._lock:
+            if gen != self._gen or self._closed:
+                return  # connect/logout/restart replaced the engine meanwhile
+            await self._stop_engine(logout=False)
+            await self._start_engine()
+        log.info("registration socket renewed", extra={"instance": self.name, "mode": self.mode,
+                                                       "qr_count": self.qr.count})
 
     async def _qr_limit(self) -> None:
         # In-memory state first, so a client reacting to the webhook already sees `close`.

@@ -110,3 +110,6 @@ async def test_outbox_heads_per_lane(store: Store) -> None:
     assert await store.next_due_at() == 0.0
     assert [h.payload["n"] for h in await store.due_heads(now=100.0)] == [0, 3]
     assert (await store.outbox_counts()) == {"pending": 4, "delivered": 1}
+    assert await store.prune_outbox(datetime.now(UTC) - timedelta(hours=1)) == 0
+    assert await store.prune_outbox(datetime.now(UTC) + timedelta(seconds=1)) == 1
+    assert (await store.outbox_counts()) == {"pending": 4}

@@ -18,6 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -33,6 +34,8 @@ log = logging.getLogger("evolink.gateway.webhooks")
 # Events that exist only per instance (Evolution has no global env flag for them).
 _PER_INSTANCE_ONLY = {"STATUS_INSTANCE", "REMOVE_INSTANCE", "LOGOUT_INSTANCE"}
 IDLE_SLEEP = 30.0
+PRUNE_EVERY = 600.0  # seconds between clean-ups of delivered rows
+DELIVERED_RETENTION = 86_400.0  # delivered rows are kept a day for inspection
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,8 +159,10 @@ class DeliveryWorker:
     """Delivers outbox rows: at most one in flight per lane, up to `concurrency` lanes at once."""
 
     def __init__(self, store: Store, policy: RetryPolicy, wake: asyncio.Event, *, timeout: float = 30.0,
-                 concurrency: int = 32, client: httpx.AsyncClient | None = None) -> None:
+                 concurrency: int = 32, client: httpx.AsyncClient | None = None,
+                 retention: float = DELIVERED_RETENTION) -> None:
         self._store = store
+        self._retention = retention
         self._policy = policy
         self._wake = wake
         self._client = client or httpx.AsyncClient(timeout=timeout, follow_redirects=False)
@@ -191,9 +196,14 @@ class DeliveryWorker:
             await self._client.aclose()
 
     async def _run(self) -> None:
+        next_prune = time.monotonic()
         while not self._stopping:
             self._wake.clear()
             try:
+                if time.monotonic() >= next_prune:
+                    next_prune = time.monotonic() + PRUNE_EVERY
+                    cutoff = datetime.now(UTC) - timedelta(seconds=self._retention)
+                    await self._store.prune_outbox(cutoff)
                 delay = await self._pump()
             except Exception:
                 log.exception("webhook outbox pump failed; retrying in 1 s")

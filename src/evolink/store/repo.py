@@ -246,6 +246,13 @@ class Store:
         async with self.db.sessions.begin() as s:
             await s.execute(update(OutboxEvent).where(OutboxEvent.id == event_id).values(**values))
 
+    async def prune_outbox(self, finished_before: datetime) -> int:
+        """Forget delivered events finished before the cut-off (failed ones stay for inspection)."""
+        async with self.db.sessions.begin() as s:
+            result = await s.execute(delete(OutboxEvent).where(OutboxEvent.status == "delivered",
+                                                               OutboxEvent.finished_at < finished_before))
+            return int(getattr(result, "rowcount", 0) or 0)
+
     async def outbox_counts(self) -> dict[str, int]:
         async with self.db.sessions() as s:
             rows = (await s.execute(select(OutboxEvent.status, func.count()).group_by(OutboxEvent.status))).all()

@@ -140,3 +140,12 @@ async def test_openapi_docs(gw: tuple[httpx.AsyncClient, FastAPI]) -> None:
     assert (await client.get("/docs")).status_code == 200
     spec = (await client.get("/openapi.json")).json()
     assert "/instance/connect/{instanceName}" in spec["paths"] and "/instance/create" in spec["paths"]
+
+
+async def test_names_with_spaces_and_disabled_webhooks(gw: tuple[httpx.AsyncClient, FastAPI]) -> None:
+    client, _ = gw
+    await create_instance(client, "my shop", webhook={"enabled": False, "url": ""})
+    state = await client.get("/instance/connectionState/my%20shop")
+    assert state.json() == {"instance": {"instanceName": "my shop", "state": "close"}}
+    enabled_bad = await client.post("/webhook/set/my%20shop", json={"webhook": {"enabled": True, "url": "x"}})
+    assert enabled_bad.status_code == 400 and "http://" in str(enabled_bad.json()["response"]["message"])

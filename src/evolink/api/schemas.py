@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from evolink.api.settings import EVENT_KEYS
 from evolink.store.models import Instance, Setting, Webhook
@@ -30,7 +30,7 @@ class WebhookBody(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
     enabled: bool = True
-    url: str = Field(pattern=r"^https?://", description="must start with http:// or https://")
+    url: str = Field(max_length=500, description="http:// or https:// URL (required when enabled)")
     headers: dict[str, Any] | None = None
     byEvents: bool = Field(False, alias="byEvents")
     base64: bool = False
@@ -40,6 +40,14 @@ class WebhookBody(BaseModel):
     @classmethod
     def _events(cls, v: list[str] | None) -> list[str] | None:
         return _check_events(v)
+
+    @model_validator(mode="after")
+    def _url_when_enabled(self) -> WebhookBody:
+        # Evolution stores any string and silently never sends; an enabled webhook that can never
+        # fire is refused here instead (a disabled one may keep any placeholder).
+        if self.enabled and not self.url.startswith(("http://", "https://")):
+            raise ValueError("url must start with http:// or https://")
+        return self
 
     def columns(self) -> dict[str, Any]:
         return {"url": self.url, "enabled": self.enabled, "headers": self.headers, "events": self.events or [],
@@ -55,8 +63,8 @@ class InstanceCreateBody(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    instanceName: str = Field(min_length=1, max_length=255, pattern=r"^[^/\s]+$",
-                              description='The "instanceName" cannot be empty or contain "/" or spaces')
+    instanceName: str = Field(min_length=1, max_length=255, pattern=r"^[^/\x00-\x1f]+$",
+                              description='The "instanceName" cannot be empty or contain "/"')
     integration: str | None = Field(None, description="WHATSAPP-BAILEYS (the only integration evolink links)")
     token: str | None = Field(None, max_length=255)
     number: str | None = Field(None, pattern=r"^\+?\d+[\.@\w-]*$")

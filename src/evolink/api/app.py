@@ -134,6 +134,11 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
         if clock_guard is not None:
             clock_guard.start()
         worker.start()
+        if clock_guard is not None:
+            rows = await store.list_instances(client_name=settings.DATABASE_CONNECTION_CLIENT_NAME)
+            if any(r.connection_status in ("open", "connecting") for r in rows):
+                # Resumed logins check the server certificate against the corrected clock: measure first.
+                await clock_guard.wait_first(10.0)
         resumed = await manager.load()
         log.info("gateway ready", extra={"instances": len(manager.runtimes), "resumed": resumed})
         try:

@@ -222,6 +222,7 @@ async def test_pyevolutionapi_client_unmodified(tmp_path: Path, sandbox: Sandbox
             await asyncio.to_thread(client.instance.connection_state, "py1")
 
 
+@pytest.mark.slow
 async def test_hundred_instances_link_concurrently(tmp_path: Path, sandbox: Sandbox, receiver: Receiver) -> None:
     """Item 6: 100 instances connect at once: 100 distinct confirmed codes, and all of them link."""
     n = 100

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from gw_fakes import FakeHub
-from gw_helpers import Receiver, create_instance, make_settings, running_gateway
+from gw_helpers import PG_URL, Receiver, _pg_schema, create_instance, make_settings, running_gateway
 
 PHONE = "15550001111"
 
@@ -256,8 +256,6 @@ async def test_clock_guard_refusal(tmp_path: Path) -> None:
 
 @pytest.mark.postgres
 async def test_gateway_on_postgresql(tmp_path: Path) -> None:
-    from conftest import PG_URL, _pg_schema
-
     schema = f"evolink_gw_{uuid.uuid4().hex[:10]}"
     await _pg_schema("create", schema)
     try:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -251,3 +254,73 @@ async def test_hundred_instances_link_concurrently(tmp_path: Path, sandbox: Sand
         print(f"\n100 instances: all codes in {t_codes:.2f} s, all open in {t_open:.2f} s")
         t_end = time.perf_counter()
     print(f"shutdown: {time.perf_counter() - t_end:.2f} s")
+
+
+async def _spawn_serve(tmp_path: Path, sb: Sandbox, port: int) -> asyncio.subprocess.Process:
+    env = {**os.environ, "EVOLINK_DATA_DIR": str(tmp_path / "data"), "AUTHENTICATION_API_KEY": GLOBAL_KEY,
+           "WA_WEBSOCKET_URL": sb.ws_url, "WA_ROOT_PUBLIC_KEY": sb.root_public_key, "LOG_LEVEL": "ERROR",
+           "CLOCK_NTP_SERVERS": "127.0.0.1:9", "CLOCK_UPSTREAM_HTTP_URL": sb.admin_url + "/admin/clock"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "evolink", "serve", "--host", "127.0.0.1", "--port", str(port),
+        "--env-file", str(tmp_path / "none.env"), env=env, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL)
+
+    async def ready() -> None:
+        assert proc.stdout is not None
+        while b"gateway on" not in (line := await proc.stdout.readline()):
+            assert line, "evolink serve exited early"
+
+    await asyncio.wait_for(ready(), 30)
+    return proc
+
+
+async def _poll_state(client: httpx.AsyncClient, name: str, want: str, within: float) -> None:
+    async def loop() -> None:
+        while True:
+            try:
+                resp = await client.get(f"/instance/connectionState/{name}")
+                if resp.status_code == 200 and resp.json()["instance"]["state"] == want:
+                    return
+            except httpx.TransportError:
+                pass  # uvicorn binds just after printing its banner
+            await asyncio.sleep(0.1)  # a separate process: polling its HTTP API is the only signal
+
+    await asyncio.wait_for(loop(), within)
+
+
+async def test_killed_process_resumes_without_relink(tmp_path: Path, sandbox: Sandbox, receiver: Receiver) -> None:
+    """Item 3 with a real process: link, SIGKILL the gateway, start it again: open, same device."""
+    sandbox.create_phone(PHONE)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers={"apikey": GLOBAL_KEY},
+                                 timeout=30) as client:
+        proc = await _spawn_serve(tmp_path, sandbox, port)
+        try:
+            await asyncio.wait_for(_until_up(client), 15)
+            await create_instance(client, "k1", receiver.url)
+            code = (await connect(client, "k1", PHONE))["pairingCode"]
+            await sandbox.link_code(PHONE, code)
+            await _poll_state(client, "k1", "open", 20)
+        finally:
+            proc.kill()
+            await proc.wait()
+        devices = [d["jid"] for d in sandbox.get_phone(PHONE)["devices"]]
+        proc = await _spawn_serve(tmp_path, sandbox, port)
+        try:
+            await asyncio.wait_for(_until_up(client), 15)
+            await _poll_state(client, "k1", "open", 20)
+            assert [d["jid"] for d in sandbox.get_phone(PHONE)["devices"]] == devices
+        finally:
+            proc.terminate()
+            await asyncio.wait_for(proc.wait(), 15)
+
+
+async def _until_up(client: httpx.AsyncClient) -> None:
+    while True:
+        try:
+            if (await client.get("/")).status_code == 200:
+                return
+        except httpx.TransportError:
+            await asyncio.sleep(0.05)  # uvicorn binds just after printing its banner

@@ -296,3 +296,17 @@ async def test_refs_ended_renews_socket_and_code_until_limit(tmp_path: Path, rec
         await receiver.wait_for(lambda: any(e["data"].get("state") == "refused"
                                             for e in receiver.events("connection.update")))
         assert rt.state == "close" and hub.starts == 2 and rt.qr.count == 0
+
+
+async def test_del_instance_removes_unlinked_instances(tmp_path: Path, hub: FakeHub, receiver: Receiver) -> None:
+    async with running_gateway(make_settings(tmp_path), engine_factory=hub.factory) as (client, app):
+        manager = app.state.gateway.manager
+        manager.del_instance_after = 1.0  # DEL_INSTANCE is in minutes; the timer itself is what we test
+        await create_instance(client, "temp", receiver.url)
+        await create_instance(client, "kept", receiver.url)
+        await _connect(client, "kept", PHONE)
+        await hub.latest("kept").link(PHONE)  # opens within milliseconds, well before the timer
+        await receiver.wait_for(lambda: bool(receiver.events("remove.instance")))
+        assert [e["instance"] for e in receiver.events("remove.instance")] == ["temp"]
+        assert (await client.get("/instance/connectionState/temp")).status_code == 404
+        assert (await client.get("/instance/connectionState/kept")).json()["instance"]["state"] == "open"

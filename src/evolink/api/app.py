@@ -123,7 +123,7 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
             options=RuntimeOptions(qrcode_limit=settings.QRCODE_LIMIT, qrcode_color=settings.QRCODE_COLOR,
                                    connect_wait=settings.CONNECT_WAIT_SECONDS),
             client_name=settings.DATABASE_CONNECTION_CLIENT_NAME, link_guard=link_guard or allow_all,
-            del_instance_minutes=settings.del_instance_minutes)
+            del_instance_after=(settings.del_instance_minutes or 0) * 60 or None)
         app.state.gateway = GatewayContext(settings=settings, api_key=key, clock=the_clock, db=db, store=store,
                                            publisher=publisher, worker=worker, manager=manager,
                                            sandbox_admin_url=sandbox_admin_url, clock_guard=clock_guard)

@@ -33,7 +33,7 @@ class CreateRequest:
 class InstanceManager:
     def __init__(self, *, store: Store, publisher: EventPublisher, clock: Clock, engine_factory: EngineFactory,
                  options: RuntimeOptions, client_name: str, link_guard: LinkGuard = allow_all,
-                 del_instance_minutes: int | None = None) -> None:
+                 del_instance_after: float | None = None) -> None:
         self.store = store
         self.publisher = publisher
         self.clock = clock
@@ -41,7 +41,7 @@ class InstanceManager:
         self.options = options
         self.client_name = client_name
         self.link_guard = link_guard
-        self.del_instance_minutes = del_instance_minutes
+        self.del_instance_after = del_instance_after  # seconds (DEL_INSTANCE minutes x 60)
         self.runtimes: dict[str, InstanceRuntime] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
 
@@ -126,7 +126,7 @@ class InstanceManager:
         await asyncio.gather(*(rt.shutdown() for rt in list(self.runtimes.values())), return_exceptions=True)
 
     def _arm_del_timer(self, name: str, instance_id: str) -> None:
-        if not self.del_instance_minutes:
+        if not self.del_instance_after:
             return
         loop = asyncio.get_running_loop()
 
@@ -137,7 +137,7 @@ class InstanceManager:
                 task = loop.create_task(self.delete(name))
                 task.add_done_callback(_log_failure)
 
-        self._timers[name] = loop.call_later(self.del_instance_minutes * 60, fire)
+        self._timers[name] = loop.call_later(self.del_instance_after, fire)
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

@@ -1,8 +1,8 @@
 // Baileys side of bench/engine.py: N Baileys 7.0.0-rc14 sockets in one Node process against the
 // same sandbox, measured the same way as the Python engines.
 //
-// Usage: node --expose-gc bench/baileys_engine.mjs link  '<json config>'
-//        node --expose-gc bench/baileys_engine.mjs login '<json config>'
+// Usage: node --expose-gc bench/baileys_engine.mjs link  <config.json | inline json>
+//        node --expose-gc bench/baileys_engine.mjs login <config.json | inline json>
 //   config = {ws_url, admin_url, root_public_key, phones: [..N..], concurrency, idle_seconds, auth_file}
 // "link": link all N (QR scanned through the sandbox admin API, `concurrency` at a time, loop lag
 //   sampled), save their creds to auth_file; prints {n, linked, link_seconds, loop_lag_p99_ms, errors}.
@@ -19,7 +19,9 @@ const B = await import(pathToFileURL(join(here, '..', 'tests', 'interop', 'node_
 const pino = (await import(pathToFileURL(join(here, '..', 'tests', 'interop', 'node_modules', 'pino', 'pino.js')).href)).default
 
 const mode = process.argv[2]
-const cfg = JSON.parse(process.argv[3])
+// the config is inline JSON or the path of a JSON file (N = 5000 phones is too long for argv)
+const cfgArg = process.argv[3]
+const cfg = JSON.parse(cfgArg.trimStart().startsWith('{') ? cfgArg : readFileSync(cfgArg, 'utf8'))
 B.WA_CERT_DETAILS.PUBLIC_KEY = Buffer.from(cfg.root_public_key, 'hex')
 const logger = pino({ level: 'silent' })
 const errors = []

@@ -242,9 +242,11 @@ def bench_baileys(info: dict[str, str], phones: list[str], args: argparse.Namesp
         return None
     cfg = {**info, "phones": phones, "concurrency": args.concurrency, "idle_seconds": args.idle,
            "auth_file": str(workdir / "baileys-auth.json")}
+    cfg_file = workdir / "baileys-config.json"
+    cfg_file.write_text(json.dumps(cfg))
     result: dict[str, Any] = {}
     for mode in ("link", "login"):
-        proc = subprocess.run([node, "--expose-gc", str(ROOT / "bench/baileys_engine.mjs"), mode, json.dumps(cfg)],
+        proc = subprocess.run([node, "--expose-gc", str(ROOT / "bench/baileys_engine.mjs"), mode, str(cfg_file)],
                               capture_output=True, text=True, timeout=3600)
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
         if proc.returncode != 0 or not lines:

@@ -49,8 +49,14 @@ async def test_qr_link_then_restart_from_stored_creds(sandbox: Sandbox, make_eng
     assert reopened.jid == opened.jid and not reopened.is_new_login
     assert not rec2.of(QrEvent)  # no relink
     assert len(sandbox.get_phone(PHONE)["devices"]) == 1
-    login = sandbox_conn(sandbox, lambda c: c["open"])
-    assert login["state"] == "login" and "pair-device-sign" not in login["stanza_log"]
+    logins = [c for c in sandbox.list_connections() if c["state"] == "login"]
+    first_log, second_log = logins[0]["stanza_log"], logins[-1]["stanza_log"]
+    # pre-keys: the fresh device had none, so the first login uploaded; the second only counted
+    assert "count" in first_log and "registration" in first_log
+    assert "count" in second_log and "registration" not in second_log
+    assert "pair-device-sign" not in second_log and logins[-1]["open"]
+    creds = await store.load()
+    assert creds is not None and len(creds.pre_keys) == 50 and creds.next_pre_key_id == 51
 
 
 # 2 ------------------------------------------------------------------------------------------
@@ -316,3 +322,41 @@ async def test_code_request_without_running_engine(sandbox: Sandbox, make_engine
     engine, _ = make_engine(sandbox)
     with pytest.raises(PairingUnavailable):
         await engine.request_pairing_code(PHONE)
+
+
+async def test_links_through_an_http_proxy(sandbox: Sandbox, make_engine: EngineFactory) -> None:
+    tunnels: list[str] = []
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await reader.readuntil(b"\r\n\r\n")
+        method, target, _ = request.split(b"\r\n", 1)[0].decode().split(" ", 2)
+        assert method == "CONNECT"
+        tunnels.append(target)
+        host, port = target.rsplit(":", 1)
+        up_reader, up_writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        await writer.drain()
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    proxy = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        port = proxy.sockets[0].getsockname()[1]
+        engine, rec = make_engine(sandbox, proxy=f"http://127.0.0.1:{port}")
+        opened = await link_by_qr(sandbox, engine, rec)
+        assert opened.jid.startswith(PHONE)
+        ws_port = sandbox.ws_url.split(":")[2].split("/")[0]
+        assert tunnels and all(t.endswith(":" + ws_port) for t in tunnels)
+        await engine.close()
+    finally:
+        proxy.close()
+        await proxy.wait_closed()

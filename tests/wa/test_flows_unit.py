@@ -135,3 +135,33 @@ def test_phone_normalisation_and_masking() -> None:
         with pytest.raises(InvalidPhoneNumber):
             normalize_phone(bad)
     assert mask("ABCD1234") == "******34"
+
+
+def test_server_certificate_memo_still_checks_the_clock() -> None:
+    from evolink.wa.handshake import _VERIFIED, check_server_certificate
+    from evolink.wire.certs import build_cert_chain
+    from evolink.wire.errors import CertificateError
+
+    root, inter, leaf = KeyPair.generate(), KeyPair.generate(), KeyPair.generate()
+    chain = build_cert_chain(root, inter, leaf.public, not_before=1000, not_after=2000)
+    with pytest.raises(CertificateError) as wrong:
+        check_server_certificate(chain, server_static=leaf.public, root_public_key=os.urandom(32), now=1500,
+                                 tolerance=0)
+    assert wrong.value.check == "root_signature"
+    info = check_server_certificate(chain, server_static=leaf.public, root_public_key=root.public, now=1500,
+                                    tolerance=0)
+    assert (chain, leaf.public, root.public) in _VERIFIED and info.leaf.key == leaf.public
+    assert check_server_certificate(chain, server_static=leaf.public, root_public_key=root.public, now=2030,
+                                    tolerance=60) == info
+    with pytest.raises(CertificateError) as expired:
+        check_server_certificate(chain, server_static=leaf.public, root_public_key=root.public, now=2100,
+                                 tolerance=60)
+    assert expired.value.check == "intermediate_validity"
+    with pytest.raises(CertificateError) as early:
+        check_server_certificate(chain, server_static=leaf.public, root_public_key=root.public, now=900,
+                                 tolerance=0)
+    assert early.value.check == "intermediate_validity"
+    with pytest.raises(CertificateError) as other_static:
+        check_server_certificate(chain, server_static=os.urandom(32), root_public_key=root.public, now=1500,
+                                 tolerance=0)
+    assert other_static.value.check == "leaf_key"

@@ -322,6 +322,10 @@ class Engine:
                               will_reconnect=True)
         except WireError as exc:
             return Disconnect(CloseReason.PROTOCOL, None, f"handshake failed: {exc}", will_reconnect=True)
+        except Exception as exc:  # a bug must not kill the engine silently: typed close, retry by policy
+            log.exception("connection failed unexpectedly")
+            return Disconnect(CloseReason.PROTOCOL, None, f"unexpected {type(exc).__name__}: {exc}",
+                              will_reconnect=True)
         finally:
             self._conn = None
             if conn is not None:

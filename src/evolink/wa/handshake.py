@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 
 from evolink.clock.base import Clock
 from evolink.wa.socket import FrameSocket
-from evolink.wire.certs import CertChainInfo, verify_cert_chain
+from evolink.wire.certs import CertChainInfo, CertInfo, verify_cert_chain
 from evolink.wire.crypto import KeyPair
-from evolink.wire.errors import NoiseError
+from evolink.wire.errors import CertificateError, NoiseError
 from evolink.wire.noise import NoiseInitiator, Transport
 
 log = logging.getLogger("evolink.wa.handshake")
@@ -23,6 +24,37 @@ log = logging.getLogger("evolink.wa.handshake")
 
 class HandshakeTimeout(Exception):
     """The server did not answer ClientHello in time."""
+
+
+# Chains whose signatures and structure verified, keyed by (chain bytes, server static, root). The
+# server presents the same chain on every connection, so thousands of logins verify it once; the
+# validity windows are still checked against the clock on every handshake.
+_VERIFIED: OrderedDict[tuple[bytes, bytes, bytes], CertChainInfo] = OrderedDict()
+_VERIFIED_MAX = 64
+
+
+def _check_window(check: str, cert: CertInfo, now: float, tolerance: float) -> None:
+    if now + tolerance < cert.not_before:
+        raise CertificateError(check, f"not valid before {cert.not_before} (now {now:.0f})")
+    if now - tolerance > cert.not_after:
+        raise CertificateError(check, f"expired at {cert.not_after} (now {now:.0f})")
+
+
+def check_server_certificate(payload: bytes, *, server_static: bytes, root_public_key: bytes, now: float,
+                             tolerance: float) -> CertChainInfo:
+    """Full chain verification (``evolink.wire.certs``), memoising only the clock-independent part."""
+    key = (payload, server_static, root_public_key)
+    info = _VERIFIED.get(key)
+    if info is None:
+        info = verify_cert_chain(payload, server_static=server_static, root_public=root_public_key,
+                                 now=now, tolerance=tolerance)
+        _VERIFIED[key] = info
+        if len(_VERIFIED) > _VERIFIED_MAX:
+            _VERIFIED.popitem(last=False)
+        return info
+    _check_window("intermediate_validity", info.intermediate, now, tolerance)
+    _check_window("leaf_validity", info.leaf, now, tolerance)
+    return info
 
 
 async def perform_handshake(
@@ -46,14 +78,10 @@ async def perform_handshake(
     hello = initiator.read_server_hello(reply)
     if len(hello.static) != 32:
         raise NoiseError(f"server static key must be 32 bytes, got {len(hello.static)}")
-    # ~1 ms on the loop on purpose: verification holds the GIL, and a worker thread holding it makes
-    # every socket write of the loop wait for the GIL switch interval (measured: worse loop lag).
-    info = verify_cert_chain(
-        hello.cert_payload,
-        server_static=hello.static,
-        root_public=root_public_key,
-        now=clock.time(),
-        tolerance=tolerance,
-    )
+    # ~1 ms on the loop on purpose (and once per distinct chain, see above): verification holds the
+    # GIL, and a worker thread holding it makes every socket write of the loop wait for the GIL
+    # switch interval (measured: worse loop lag).
+    info = check_server_certificate(hello.cert_payload, server_static=hello.static,
+                                    root_public_key=root_public_key, now=clock.time(), tolerance=tolerance)
     await frames.send_frame(initiator.client_finish(payload))
     return initiator.transport(), info

@@ -148,8 +148,10 @@ if (mode === 'link') {
   gc()
   const rssBefore = process.memoryUsage().rss
   const t0 = performance.now()
+  const loginCpu0 = process.cpuUsage()
   const socks = await Promise.all(auths.map((a) => connect(a, null).catch((e) => { errors.push(String(e)); return null })))
   const loginSeconds = (performance.now() - t0) / 1000
+  const loginCpu = process.cpuUsage(loginCpu0)
   const open = socks.filter(Boolean)
   await settle()
   gc()
@@ -165,6 +167,7 @@ if (mode === 'link') {
   console.log(JSON.stringify({
     logged_in: open.length,
     login_seconds: loginSeconds,
+    login_cpu_ms_per_conn: open.length ? ((loginCpu.user + loginCpu.system) / 1000) / open.length : null,
     rss_per_conn_bytes: open.length ? (rssAfter - rssBefore) / open.length : null,
     keepalive_cpu_percent: ((cpu.user + cpu.system) / 1e6) / wall * 100,
     closes_during_idle: closes,

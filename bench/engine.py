@@ -198,12 +198,13 @@ async def evolink_login_worker(info: dict[str, str], creds_file: str, idle: floa
     stores = [MemoryCredsStore(Creds.from_dict(d)) for d in saved]
     gc.collect()
     rss_before = rss_bytes()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     tracked = [Tracked(config, s) for s in stores]
     for t in tracked:
         await t.engine.start()
     results = await asyncio.gather(*(asyncio.wait_for(t.opened, 120) for t in tracked), return_exceptions=True)
     login_seconds = time.perf_counter() - t0
+    login_cpu = time.process_time() - c0
     logged_in = sum(1 for r in results if not isinstance(r, BaseException))
     errors = [f"login: {r!r}" for r in results if isinstance(r, BaseException)][:5]
     gc.collect()
@@ -215,6 +216,7 @@ async def evolink_login_worker(info: dict[str, str], creds_file: str, idle: floa
     closes = sum(t.closes for t in tracked) - closes0
     await asyncio.gather(*(t.engine.close() for t in tracked))
     return {"logged_in": logged_in, "login_seconds": login_seconds,
+            "login_cpu_ms_per_conn": login_cpu / max(logged_in, 1) * 1000,
             "rss_per_conn_bytes": (rss_after - rss_before) / logged_in if logged_in else None,
             "keepalive_cpu_percent": cpu / wall * 100, "closes_during_idle": closes, "errors": errors}
 
@@ -270,7 +272,8 @@ def _fmt(key: str, value: Any) -> str:
 def report(ours: dict[str, Any], theirs: dict[str, Any] | None, args: argparse.Namespace) -> None:
     rows = [
         ("linked", "linked"), ("logged in", "logged_in"), (f"link time (s, {args.concurrency} concurrent)", "link_seconds"),
-        ("login time, all at once (s)", "login_seconds"), ("RSS per idle connection", "rss_per_conn_bytes"),
+        ("login time, all at once (s)", "login_seconds"),
+        ("client CPU per login (ms)", "login_cpu_ms_per_conn"), ("RSS per idle connection", "rss_per_conn_bytes"),
         (f"keepalive CPU (% of one core, {args.idle:g} s idle)", "keepalive_cpu_percent"),
         ("loop lag p99 during linking (ms)", "loop_lag_p99_ms"), ("closes during idle", "closes_during_idle"),
     ]

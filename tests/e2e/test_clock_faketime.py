@@ -1,0 +1,251 @@
+"""Issue 6 acceptance through the real gateway process: `evolink serve` runs under libfaketime with
+its wall clock 3 h 00 m 20 s ahead (an RTC kept in UTC+03:00 local time, plus 20 s of drift).
+
+Everything else runs in this pytest process on the true clock: three SNTP responders (the
+gateway's `CLOCK_NTP_SERVERS`), the sandbox (a *strict* server: its certificates are valid only
+±10 min around its own time) and the webhook receiver. The four cases:
+
+1. `/health`, `/metrics` and `evolink doctor --json` diagnose `local_time_rtc`, naming UTC+03:00 zones;
+2. `compensate`: link by pairing code on the first try; webhook `date_time` is true UTC;
+3. `refuse`: connect refused (Evolution error shape + `clock`), `refused_clock` counted;
+4. `warn` (the control): the engine checks the certificate against host time and refuses it, so
+   the same link cannot even reach registration; compensation is what made case 2 work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from e2e_helpers import (
+    FAKETIME_LIB,
+    WebhookReceiver,
+    faketime_env,
+    gateway_process,
+    metric_value,
+    responder_list,
+    run_cli,
+    sntp_responders,
+)
+
+from evolink.sandbox.server import Sandbox
+
+pytestmark = pytest.mark.skipif(FAKETIME_LIB is None, reason="libfaketime is not installed (apt-get install faketime)")
+
+SHIFT = 3 * 3600 + 20  # host clock ahead of true time; SNTP measures offset = true - host = -SHIFT
+CERT_WINDOW = 600  # the strict sandbox: certificate valid only ±10 min around sandbox time
+PHONE = "15550001111"
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[Sandbox]:
+    async with Sandbox.start() as sb:
+        async with httpx.AsyncClient(base_url=sb.admin_url, timeout=10) as admin:
+            resp = await admin.put("/admin/cert", json={"not_before": -CERT_WINDOW, "not_after": CERT_WINDOW})
+            assert resp.status_code == 200, resp.text
+            assert (await admin.get("/admin/cert")).json() == resp.json()
+            resp = await admin.post("/admin/phones", json={"phone": PHONE})
+            assert resp.status_code == 201, resp.text
+        yield sb
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[WebhookReceiver]:
+    r = WebhookReceiver()
+    await r.start()
+    yield r
+    await r.stop()
+
+
+@pytest.fixture
+async def ntp_servers() -> AsyncIterator[str]:
+    async with sntp_responders(3) as responders:
+        yield responder_list(responders)
+
+
+def gateway_env(tmp_path: Path, sb: Sandbox, ntp: str, policy: str, **extra: str) -> dict[str, str]:
+    return {
+        **faketime_env(SHIFT),
+        "EVOLINK_DATA_DIR": str(tmp_path / "data"), "AUTHENTICATION_API_KEY": "E2E-GLOBAL-KEY",
+        "WA_WEBSOCKET_URL": sb.ws_url, "WA_ROOT_PUBLIC_KEY": sb.root_public_key,
+        "LOG_LEVEL": "WARN", "TZ": "UTC",
+        "CLOCK_SKEW_POLICY": policy, "CLOCK_NTP_SERVERS": ntp,
+        # The sandbox's Date header (true time) stands in for the WhatsApp origin as the upstream clock.
+        "CLOCK_UPSTREAM_HTTP_URL": sb.admin_url + "/admin/clock",
+        "CLOCK_NTP_PACKETS": "2", "CLOCK_NTP_PACKET_SPACING_SECONDS": "0", "CLOCK_NTP_TIMEOUT_SECONDS": "1",
+        "CONNECT_WAIT_SECONDS": "10", "WEBHOOK_RETRY_INITIAL_DELAY_SECONDS": "0.2",
+        **extra,
+    }
+
+
+async def create_instance(client: httpx.AsyncClient, name: str, webhook: str) -> None:
+    resp = await client.post("/instance/create", json={
+        "instanceName": name, "integration": "WHATSAPP-BAILEYS",
+        "webhook": {"url": webhook, "enabled": True, "events": []}})
+    assert resp.status_code == 201, resp.text
+
+
+def clock_check(health: dict[str, Any]) -> dict[str, Any]:
+    entry: dict[str, Any] = health["checks"]["clock:offset"][0]
+    return entry
+
+
+async def measured_health(client: httpx.AsyncClient) -> dict[str, Any]:
+    """/health once the guard's first measurement is in (it starts with the process)."""
+    deadline = time.monotonic() + 15
+    while True:
+        resp = await client.get("/health")
+        doc: dict[str, Any] = resp.json()
+        if clock_check(doc).get("verdict") not in (None, "unknown"):
+            return doc
+        assert time.monotonic() < deadline, f"no clock measurement within 15 s: {doc}"
+        await asyncio.sleep(0.05)  # a separate process: polling its HTTP API is the only signal
+
+
+def assert_local_time_rtc(clock: dict[str, Any], offset_key: str) -> None:
+    assert clock["verdict"] == "local_time_rtc", clock
+    assert clock["zoneOffset"] == "UTC+03:00"
+    assert "Europe/Moscow" in clock["candidateZones"]
+    assert abs(float(clock[offset_key]) + SHIFT) < 0.5, clock
+
+
+def since_true_now(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp() - time.time()
+
+
+async def test_health_metrics_and_doctor_diagnose_local_time_rtc(
+        tmp_path: Path, sandbox: Sandbox, ntp_servers: str) -> None:
+    env = gateway_env(tmp_path, sandbox, ntp_servers, "compensate")
+    async with gateway_process(env, tmp_path) as gw:
+        # The wrapper really shifted the gateway's wall clock: its Date header is 3 h ahead.
+        resp = await gw.client.get("/health")
+        served = parsedate_to_datetime(resp.headers["date"]).timestamp()
+        assert abs(served - time.time() - SHIFT) < 5
+
+        health = await measured_health(gw.client)
+        assert resp.headers["content-type"].startswith("application/health+json")
+        offset = clock_check(health)
+        assert_local_time_rtc(offset, "observedValue")
+        assert offset["observedUnit"] == "s" and offset["status"] == "warn"  # compensate: a warning, not a fail
+        assert "RTC kept in local time, UTC+03:00, e.g." in offset["output"]
+        assert abs(since_true_now(offset["time"])) < 5  # health timestamps are corrected (true) time
+
+        metrics = (await gw.client.get("/metrics")).text
+        assert metric_value(metrics, "evolink_clock_verdict", {"verdict": "local_time_rtc"}) == 1
+        assert abs(metric_value(metrics, "evolink_clock_offset_seconds", {"source": "ntp"}) + SHIFT) < 0.5
+        assert metric_value(metrics, "evolink_clock_ntp_sources_agreeing", {}) == 3
+
+    rc, out, err = await run_cli(["doctor", "--json"], env, tmp_path)
+    doc = json.loads(out)
+    assert rc == {"pass": 0, "warn": 1, "fail": 2}[doc["status"]], err
+    assert doc["status"] != "pass"
+    assert_local_time_rtc(clock_check(doc), "observedValue")
+    assert_local_time_rtc(doc["clock"], "offsetSeconds")
+
+
+async def test_compensate_links_by_code_first_try_with_true_utc_webhooks(
+        tmp_path: Path, sandbox: Sandbox, ntp_servers: str, receiver: WebhookReceiver) -> None:
+    env = gateway_env(tmp_path, sandbox, ntp_servers, "compensate")
+    async with gateway_process(env, tmp_path) as gw:
+        await create_instance(gw.client, "rtc", receiver.url)
+        resp = await gw.client.get("/instance/connect/rtc", params={"number": PHONE})
+        assert resp.status_code == 200, resp.text
+        first = resp.json()
+        code = first.get("pairingCode")
+        assert isinstance(code, str) and len(code) == 8, first  # the first answer carries the code
+        # Expiry is computed on the corrected clock: minutes from *true* now, not 3 h away.
+        assert 0 < since_true_now(first["pairingCodeExpiresAt"]) <= 200, first
+
+        async with httpx.AsyncClient(base_url=sandbox.admin_url, timeout=30) as admin:
+            linked = await admin.post(f"/admin/phones/{PHONE}/link-code", json={"code": code})
+        assert linked.status_code == 200, linked.text  # the phone's first attempt
+
+        def opened() -> bool:
+            return any(d.body["data"].get("state") == "open" for d in receiver.events("connection.update"))
+
+        await receiver.wait_for(opened, 20)
+        state = (await gw.client.get("/instance/connectionState/rtc")).json()
+        assert state == {"instance": {"instanceName": "rtc", "state": "open"}}
+
+        # First try: one device, one code request, and no connection that died in the handshake.
+        assert len(sandbox.get_phone(PHONE)["devices"]) == 1
+        conns = sandbox.list_connections()
+        assert sum(c["stanzas"].get("companion_hello", 0) for c in conns) == 1
+        assert not [c for c in conns if c["state"] == "handshake"], conns
+
+        open_event = next(d for d in receiver.events("connection.update") if d.body["data"].get("state") == "open")
+        assert open_event.body["data"]["wuid"] == f"{PHONE}@s.whatsapp.net"
+        # Every webhook's date_time is true UTC: within a couple of seconds of its arrival here.
+        for delivery in receiver.deliveries:
+            stamp = delivery.body["date_time"]
+            assert stamp.endswith("Z"), stamp
+            assert -2 < delivery.received_at - datetime.fromisoformat(stamp).timestamp() < 2, delivery.body
+
+        metrics = (await gw.client.get("/metrics")).text
+        assert metric_value(metrics, "evolink_pairing_attempts_total", {"method": "code", "result": "success"}) == 1
+        assert metric_value(metrics, "evolink_pairing_attempts_total", {"result": "refused_clock"}) == 0
+        assert metric_value(metrics, "evolink_clock_offset_seconds", {"source": "applied"}) == pytest.approx(
+            -SHIFT, abs=0.5)
+
+
+async def test_refuse_answers_with_the_clock_diagnosis_and_counts_it(
+        tmp_path: Path, sandbox: Sandbox, ntp_servers: str) -> None:
+    env = gateway_env(tmp_path, sandbox, ntp_servers, "refuse")
+    async with gateway_process(env, tmp_path) as gw:
+        await create_instance(gw.client, "strict", "http://127.0.0.1:9/unused")
+        refused = {"method": "code", "result": "refused_clock"}
+        before = metric_value((await gw.client.get("/metrics")).text, "evolink_pairing_attempts_total", refused)
+
+        resp = await gw.client.get("/instance/connect/strict", params={"number": PHONE})
+        body = resp.json()
+        assert resp.status_code == 200 and body["error"] is True, body  # Evolution's connect error shape
+        message = body["message"]
+        assert "3h00m20" in message  # the offset
+        assert "ntp 3/3 agreeing" in message  # the sources
+        assert "local_time_rtc" in message and "UTC+03:00" in message  # the diagnosis
+        assert "timedatectl set-local-rtc 0" in message  # the fix
+        clock = body["clock"]
+        assert_local_time_rtc(clock, "offsetSeconds")
+        assert clock["allowed"] is False and clock["policy"] == "refuse"
+
+        after = metric_value((await gw.client.get("/metrics")).text, "evolink_pairing_attempts_total", refused)
+        assert after == before + 1
+        health = await measured_health(gw.client)
+        assert clock_check(health)["status"] == "fail"  # this policy would refuse every link
+        # Nothing was started: the sandbox never saw a socket, the phone has no device.
+        assert sandbox.list_connections() == []
+        assert sandbox.get_phone(PHONE)["devices"] == []
+
+
+async def test_warn_without_compensation_the_strict_certificate_is_refused(
+        tmp_path: Path, sandbox: Sandbox, ntp_servers: str) -> None:
+    """The control: same process, clock and sandbox, but `warn` leaves evolink on host time, so the
+    engine checks the ±10 min certificate against a clock 3 h ahead and refuses it."""
+    env = gateway_env(tmp_path, sandbox, ntp_servers, "warn", CONNECT_WAIT_SECONDS="3")
+    async with gateway_process(env, tmp_path) as gw:
+        await create_instance(gw.client, "nocomp", "http://127.0.0.1:9/unused")
+        resp = await gw.client.get("/instance/connect/nocomp", params={"number": PHONE})
+        body = resp.json()
+        assert resp.status_code == 200 and "pairingCode" not in body, body
+        assert body["error"] is True and "No pairing code within 3 s" in body["message"], body
+        assert "clock" not in body  # warn never refuses: the engine really tried
+
+        # The sandbox saw the engine's sockets end in the handshake: it refused the certificate.
+        conns = sandbox.list_connections()
+        assert conns and all(c["state"] in ("handshake", "closed") and c["phone"] is None for c in conns), conns
+        assert sum(c["stanzas"].get("companion_hello", 0) for c in conns) == 0
+        assert sandbox.get_phone(PHONE)["devices"] == []
+        metrics = (await gw.client.get("/metrics")).text
+        assert metric_value(metrics, "evolink_clock_offset_seconds", {"source": "applied"}) == 0
+        assert metric_value(metrics, "evolink_pairing_attempts_total", {"result": "refused_clock"}) == 0
+    log = gw.stderr()
+    assert "server certificate refused" in log and "validity" in log, log[-3000:]
+

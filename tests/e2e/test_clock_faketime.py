@@ -9,16 +9,23 @@ gateway's `CLOCK_NTP_SERVERS`), the sandbox (a *strict* server: its certificates
 2. `compensate`: link by pairing code on the first try; webhook `date_time` is true UTC;
 3. `refuse`: connect refused (Evolution error shape + `clock`), `refused_clock` counted;
 4. `warn` (the control): the engine checks the certificate against host time and refuses it, so
-   the same link cannot even reach registration; compensation is what made case 2 work.
+   the same link cannot even reach registration; once the sandbox's certificate is made lenient
+   the same process gets its code. Compensation is what made case 2 work.
+
+Also checked on the way: the gateway's HTTP `Date` is 3 h ahead (the shift is real), `/health`
+times, `pairingCodeExpiresAt` and the audit row's corrected time are true time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import re
+import sqlite3
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
@@ -117,6 +124,11 @@ def assert_local_time_rtc(clock: dict[str, Any], offset_key: str) -> None:
     assert abs(float(clock[offset_key]) + SHIFT) < 0.5, clock
 
 
+def utc_stamp(stored: str) -> float:
+    """A SQLite UTC column (naive text) as a Unix time."""
+    return datetime.fromisoformat(stored).replace(tzinfo=UTC).timestamp()
+
+
 def since_true_now(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp() - time.time()
 
@@ -156,6 +168,7 @@ async def test_compensate_links_by_code_first_try_with_true_utc_webhooks(
     env = gateway_env(tmp_path, sandbox, ntp_servers, "compensate")
     async with gateway_process(env, tmp_path) as gw:
         await create_instance(gw.client, "rtc", receiver.url)
+        asked_at = time.time()
         resp = await gw.client.get("/instance/connect/rtc", params={"number": PHONE})
         assert resp.status_code == 200, resp.text
         first = resp.json()
@@ -194,6 +207,18 @@ async def test_compensate_links_by_code_first_try_with_true_utc_webhooks(
         assert metric_value(metrics, "evolink_pairing_attempts_total", {"result": "refused_clock"}) == 0
         assert metric_value(metrics, "evolink_clock_offset_seconds", {"source": "applied"}) == pytest.approx(
             -SHIFT, abs=0.5)
+
+    # The audit row keeps all three clocks: the host's (3 h ahead), the corrected one and the server's.
+    with contextlib.closing(sqlite3.connect(tmp_path / "data" / "evolink.db")) as db:
+        rows = db.execute("SELECT method, outcome, issued_at_system, issued_at_corrected, issued_at_server, "
+                          "expires_at FROM pairing_attempts").fetchall()
+    assert len(rows) == 1, rows
+    method, outcome, system, corrected, server, expires = rows[0]
+    assert (method, outcome) == ("code", "success")
+    assert abs(utc_stamp(system) - asked_at - SHIFT) < 5, rows
+    assert abs(utc_stamp(corrected) - asked_at) < 5, rows
+    assert server is None or abs(utc_stamp(server) - utc_stamp(corrected)) < 2, rows
+    assert 0 < utc_stamp(expires) - utc_stamp(corrected) <= 200, rows
 
 
 async def test_refuse_answers_with_the_clock_diagnosis_and_counts_it(
@@ -241,11 +266,24 @@ async def test_warn_without_compensation_the_strict_certificate_is_refused(
         # The sandbox saw the engine's sockets end in the handshake: it refused the certificate.
         conns = sandbox.list_connections()
         assert conns and all(c["state"] in ("handshake", "closed") and c["phone"] is None for c in conns), conns
+        assert all(c["close_reason"] in (None, "closed by client") for c in conns), conns
         assert sum(c["stanzas"].get("companion_hello", 0) for c in conns) == 0
         assert sandbox.get_phone(PHONE)["devices"] == []
         metrics = (await gw.client.get("/metrics")).text
         assert metric_value(metrics, "evolink_clock_offset_seconds", {"source": "applied"}) == 0
         assert metric_value(metrics, "evolink_pairing_attempts_total", {"result": "refused_clock"}) == 0
-    log = gw.stderr()
-    assert "server certificate refused" in log and "validity" in log, log[-3000:]
+        log = gw.stderr()
+        # e.g. "server certificate refused: certificate check 'intermediate_validity' failed: expired at ..."
+        assert re.search(r"server certificate refused: .*'(intermediate|leaf)_validity' failed", log), log[-3000:]
+
+        # The certificate window was the only obstacle: once the sandbox is lenient (−1 day .. +30 days,
+        # its default) the engine's next reconnect gets through and the code arrives.
+        async with httpx.AsyncClient(base_url=sandbox.admin_url, timeout=10) as admin:
+            resp = await admin.put("/admin/cert", json={"not_before": -86400, "not_after": 30 * 86400})
+            assert resp.status_code == 200, resp.text
+        deadline = time.monotonic() + 30  # reconnect backoff: full jitter, 1 s base, doubling
+        while "pairingCode" not in (body := (await gw.client.get(
+                "/instance/connect/nocomp", params={"number": PHONE})).json()):
+            assert time.monotonic() < deadline, body  # each call itself waits up to CONNECT_WAIT_SECONDS
+        assert len(body["pairingCode"]) == 8, body
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from evolink.clock import Clock
+from evolink.clock import Clock, SystemClock
 from evolink.gateway.jwt import webhook_jwt
 from evolink.gateway.names import event_key, event_suffix
 from evolink.store import OutboxItem, Store
@@ -144,12 +144,13 @@ class EventPublisher:
         return len(items)
 
 
-def _request_headers(stored: dict[str, Any] | None) -> dict[str, str]:
+def _request_headers(stored: dict[str, Any] | None, now: float) -> dict[str, str]:
     headers: dict[str, str] = {}
     for name, value in (stored or {}).items():
         if name.lower() == "jwt_key":
             if value:
-                headers["Authorization"] = f"Bearer {webhook_jwt(str(value), int(time.time()))}"
+                # iat/exp are checked by the receiver's clock: sign on corrected (true) time, not host time.
+                headers["Authorization"] = f"Bearer {webhook_jwt(str(value), int(now))}"
             continue
         headers[str(name)] = str(value)
     return headers
@@ -160,8 +161,9 @@ class DeliveryWorker:
 
     def __init__(self, store: Store, policy: RetryPolicy, wake: asyncio.Event, *, timeout: float = 30.0,
                  concurrency: int = 32, client: httpx.AsyncClient | None = None,
-                 retention: float = DELIVERED_RETENTION) -> None:
+                 retention: float = DELIVERED_RETENTION, clock: Clock | None = None) -> None:
         self._store = store
+        self._clock: Clock = clock or SystemClock()
         self._retention = retention
         self._policy = policy
         self._wake = wake
@@ -278,7 +280,7 @@ class DeliveryWorker:
 
     async def _post(self, row: OutboxEvent) -> tuple[int | None, str | None]:
         try:
-            resp = await self._client.post(row.url, json=row.payload, headers=_request_headers(row.headers))
+            resp = await self._client.post(row.url, json=row.payload, headers=_request_headers(row.headers, self._clock.time()))
         except httpx.HTTPError as exc:
             return None, f"{type(exc).__name__}: {exc}"
         return resp.status_code, None if resp.is_success else f"HTTP {resp.status_code}"

@@ -103,7 +103,7 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = open_database(database_url(settings), schema=db_schema)
         await db.migrate()
-        store = Store(db, CredsCipher(settings.EVOLINK_SECRET_KEY))
+        store = Store(db, CredsCipher(settings.EVOLINK_SECRET_KEY), clock=the_clock)
 
         async def lookup(instance_id: str) -> Any:
             return await stored_webhook(store, instance_id)
@@ -116,7 +116,8 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
             server_url=settings.SERVER_URL, expose_apikey=settings.AUTHENTICATION_EXPOSE_IN_FETCH_INSTANCES,
             lookup_webhook=lookup)
         worker = DeliveryWorker(store, retry_policy(settings), publisher.wake,
-                                timeout=settings.WEBHOOK_REQUEST_TIMEOUT_MS / 1000, client=http_client)
+                                timeout=settings.WEBHOOK_REQUEST_TIMEOUT_MS / 1000, client=http_client,
+                                clock=the_clock)
         manager = InstanceManager(
             store=store, publisher=publisher, clock=the_clock,
             engine_factory=engine_factory or default_engine_factory(settings),

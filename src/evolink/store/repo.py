@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -22,6 +22,9 @@ from evolink.store.models import (
     utcnow,
 )
 from evolink.store.sealing import CredsCipher
+
+if TYPE_CHECKING:
+    from evolink.clock import Clock
 
 SETTING_FIELDS = ("reject_call", "msg_call", "groups_ignore", "always_online", "read_messages", "read_status",
                   "sync_full_history", "wavoip_token")
@@ -42,24 +45,27 @@ class OutboxItem:
 
 
 class Store:
-    def __init__(self, db: Database, cipher: CredsCipher | None = None) -> None:
+    def __init__(self, db: Database, cipher: CredsCipher | None = None, clock: Clock | None = None) -> None:
         self.db = db
         self.cipher = cipher or CredsCipher(None)
+        # createdAt/updatedAt are shown to API clients: stamp them with the corrected clock when given.
+        self._now: Callable[[], datetime] = clock.now if clock is not None else utcnow
 
     # --- instances -------------------------------------------------------------------------------
 
     async def create_instance(self, *, instance_id: str, name: str, token: str, integration: str,
                               number: str | None, client_name: str, settings: dict[str, Any],
                               webhook: dict[str, Any] | None) -> Instance:
+        now = self._now()
         row = Instance(id=instance_id, name=name, token=token, integration=integration, number=number,
-                       client_name=client_name, connection_status="close")
+                       client_name=client_name, connection_status="close", created_at=now, updated_at=now)
         try:
             async with self.db.sessions.begin() as s:
                 s.add(row)
                 await s.flush()
-                s.add(Setting(instance_id=instance_id, **_setting_values(settings)))
+                s.add(Setting(instance_id=instance_id, created_at=now, updated_at=now, **_setting_values(settings)))
                 if webhook is not None:
-                    s.add(Webhook(instance_id=instance_id, **webhook))
+                    s.add(Webhook(instance_id=instance_id, created_at=now, updated_at=now, **webhook))
         except IntegrityError as exc:
             raise NameInUse(name) from exc
         return row
@@ -96,7 +102,7 @@ class Store:
 
     async def update_instance(self, instance_id: str, **values: Any) -> None:
         async with self.db.sessions.begin() as s:
-            await s.execute(update(Instance).where(Instance.id == instance_id).values(updated_at=utcnow(), **values))
+            await s.execute(update(Instance).where(Instance.id == instance_id).values(updated_at=self._now(), **values))
 
     async def delete_instance(self, instance_id: str) -> None:
         async with self.db.sessions.begin() as s:
@@ -116,11 +122,13 @@ class Store:
         async with self.db.sessions.begin() as s:
             row = (await s.execute(select(Setting).where(Setting.instance_id == instance_id))).scalar_one_or_none()
             if row is None:
-                row = Setting(instance_id=instance_id, **_setting_values(values))
+                now = self._now()
+                row = Setting(instance_id=instance_id, created_at=now, updated_at=now, **_setting_values(values))
                 s.add(row)
             else:
                 for key, value in _setting_values(values).items():
                     setattr(row, key, value)
+                row.updated_at = self._now()
             await s.flush()
             return row
 
@@ -132,11 +140,13 @@ class Store:
         async with self.db.sessions.begin() as s:
             row = (await s.execute(select(Webhook).where(Webhook.instance_id == instance_id))).scalar_one_or_none()
             if row is None:
-                row = Webhook(instance_id=instance_id, **values)
+                now = self._now()
+                row = Webhook(instance_id=instance_id, created_at=now, updated_at=now, **values)
                 s.add(row)
             else:
                 for key, value in values.items():
                     setattr(row, key, value)
+                row.updated_at = self._now()
             await s.flush()
             return row
 

@@ -88,6 +88,7 @@ def responder_list(responders: list[TrueTimeResponder]) -> str:
 class Delivery:
     received_at: float  # true time (this process) when the POST arrived
     body: dict[str, Any]
+    headers: dict[str, str]
 
 
 @dataclass
@@ -124,7 +125,7 @@ class WebhookReceiver:
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
                 arrived = time.time()
                 if body:
-                    self.deliveries.append(Delivery(arrived, json.loads(body)))
+                    self.deliveries.append(Delivery(arrived, json.loads(body), headers))
                 self._changed.set()
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
                 await writer.drain()

@@ -19,7 +19,10 @@ times, `pairingCodeExpiresAt` and the audit row's corrected time are true time.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
+import hmac
 import json
 import re
 import sqlite3
@@ -50,6 +53,7 @@ pytestmark = pytest.mark.skipif(FAKETIME_LIB is None, reason="libfaketime is not
 SHIFT = 3 * 3600 + 20  # host clock ahead of true time; SNTP measures offset = true - host = -SHIFT
 CERT_WINDOW = 600  # the strict sandbox: certificate valid only ±10 min around sandbox time
 PHONE = "15550001111"
+JWT_KEY = "e2e-webhook-secret"
 
 
 @pytest.fixture
@@ -93,10 +97,10 @@ def gateway_env(tmp_path: Path, sb: Sandbox, ntp: str, policy: str, **extra: str
     }
 
 
-async def create_instance(client: httpx.AsyncClient, name: str, webhook: str) -> None:
+async def create_instance(client: httpx.AsyncClient, name: str, webhook: str, **headers: str) -> None:
     resp = await client.post("/instance/create", json={
         "instanceName": name, "integration": "WHATSAPP-BAILEYS",
-        "webhook": {"url": webhook, "enabled": True, "events": []}})
+        "webhook": {"url": webhook, "enabled": True, "events": [], "headers": headers}})
     assert resp.status_code == 201, resp.text
 
 
@@ -122,6 +126,17 @@ def assert_local_time_rtc(clock: dict[str, Any], offset_key: str) -> None:
     assert clock["zoneOffset"] == "UTC+03:00"
     assert "Europe/Moscow" in clock["candidateZones"]
     assert abs(float(clock[offset_key]) + SHIFT) < 0.5, clock
+
+
+def jwt_claims(authorization: str) -> dict[str, Any]:
+    """Claims of `Bearer <HS256 JWT>` after checking its signature with JWT_KEY."""
+    scheme, _, token = authorization.partition(" ")
+    assert scheme == "Bearer", authorization
+    header, body, signature = token.split(".")
+    expected = hmac.new(JWT_KEY.encode(), f"{header}.{body}".encode(), hashlib.sha256).digest()
+    assert base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4)) == expected
+    claims: dict[str, Any] = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    return claims
 
 
 def utc_stamp(stored: str) -> float:
@@ -167,7 +182,7 @@ async def test_compensate_links_by_code_first_try_with_true_utc_webhooks(
         tmp_path: Path, sandbox: Sandbox, ntp_servers: str, receiver: WebhookReceiver) -> None:
     env = gateway_env(tmp_path, sandbox, ntp_servers, "compensate")
     async with gateway_process(env, tmp_path) as gw:
-        await create_instance(gw.client, "rtc", receiver.url)
+        await create_instance(gw.client, "rtc", receiver.url, jwt_key=JWT_KEY)
         asked_at = time.time()
         resp = await gw.client.get("/instance/connect/rtc", params={"number": PHONE})
         assert resp.status_code == 200, resp.text
@@ -201,6 +216,14 @@ async def test_compensate_links_by_code_first_try_with_true_utc_webhooks(
             stamp = delivery.body["date_time"]
             assert stamp.endswith("Z"), stamp
             assert -2 < delivery.received_at - datetime.fromisoformat(stamp).timestamp() < 2, delivery.body
+            # ...and so is the signed JWT's `iat` (a receiver on true time must not see it 3 h ahead).
+            claims = jwt_claims(delivery.headers["authorization"])
+            assert -2 < delivery.received_at - claims["iat"] < 2 and claims["exp"] == claims["iat"] + 600, claims
+
+        # Evolution's instance row timestamps are true time as well.
+        rows = (await gw.client.get("/instance/fetchInstances")).json()
+        for key in ("createdAt", "updatedAt"):
+            assert abs(since_true_now(rows[0][key])) < 10, rows[0]
 
         metrics = (await gw.client.get("/metrics")).text
         assert metric_value(metrics, "evolink_pairing_attempts_total", {"method": "code", "result": "success"}) == 1

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from wa_helpers import PHONE, EngineFactory, FakeServer, Recorder, link_by_qr, sandbox_conn
@@ -360,3 +362,27 @@ async def test_links_through_an_http_proxy(sandbox: Sandbox, make_engine: Engine
     finally:
         proxy.close()
         await proxy.wait_closed()
+
+
+async def test_pbkdf2_runs_off_the_event_loop(sandbox: Sandbox, make_engine: EngineFactory,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+
+
+    from evolink.wa import pair_code
+
+    threads: list[str] = []
+
+    def spy(real: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            threads.append("main" if threading.current_thread() is threading.main_thread() else "worker")
+            return real(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(pair_code, "wrap_ephemeral", spy(pair_code.wrap_ephemeral))
+    monkeypatch.setattr(pair_code, "unwrap_ephemeral", spy(pair_code.unwrap_ephemeral))
+    engine, rec = make_engine(sandbox)
+    await engine.start()
+    code = await engine.request_pairing_code(PHONE)
+    await sandbox.link_code(PHONE, code.code)
+    await rec.wait(OpenEvent)
+    assert threads == ["worker", "worker"]  # wrap (companion_hello) and unwrap (primary_hello)

@@ -172,8 +172,8 @@ async def test_health_metrics_and_doctor_diagnose_local_time_rtc(
 
     rc, out, err = await run_cli(["doctor", "--json"], env, tmp_path)
     doc = json.loads(out)
-    assert rc == {"pass": 0, "warn": 1, "fail": 2}[doc["status"]], err
-    assert doc["status"] != "pass"
+    assert (rc, doc["status"]) == (1, "warn"), err  # compensate: a warning, linking still works
+    assert clock_check(doc)["status"] == "warn"
     assert_local_time_rtc(clock_check(doc), "observedValue")
     assert_local_time_rtc(doc["clock"], "offsetSeconds")
 
@@ -266,11 +266,26 @@ async def test_refuse_answers_with_the_clock_diagnosis_and_counts_it(
 
         after = metric_value((await gw.client.get("/metrics")).text, "evolink_pairing_attempts_total", refused)
         assert after == before + 1
+        # QR linking is refused the same way, counted under its own method.
+        qr = (await gw.client.get("/instance/connect/strict")).json()
+        assert qr["error"] is True and qr["clock"]["verdict"] == "local_time_rtc", qr
+        metrics = (await gw.client.get("/metrics")).text
+        assert metric_value(metrics, "evolink_pairing_attempts_total", {"method": "qr", "result": "refused_clock"}) == 1
+
         health = await measured_health(gw.client)
         assert clock_check(health)["status"] == "fail"  # this policy would refuse every link
+        assert (await gw.client.get("/health")).status_code == 503
+        # ...but a restart cannot fix the host clock: liveness and readiness stay up.
+        assert (await gw.client.get("/health/live")).status_code == 200
+        assert (await gw.client.get("/health/ready")).status_code == 200
         # Nothing was started: the sandbox never saw a socket, the phone has no device.
         assert sandbox.list_connections() == []
         assert sandbox.get_phone(PHONE)["devices"] == []
+
+    rc, out, err = await run_cli(["doctor", "--json"], env, tmp_path)
+    doc = json.loads(out)
+    assert (rc, doc["status"], clock_check(doc)["status"]) == (2, "fail", "fail"), err
+    assert "timedatectl set-local-rtc 0" in clock_check(doc)["output"]
 
 
 async def test_warn_without_compensation_the_strict_certificate_is_refused(

@@ -386,3 +386,36 @@ async def test_pbkdf2_runs_off_the_event_loop(sandbox: Sandbox, make_engine: Eng
     await sandbox.link_code(PHONE, code.code)
     await rec.wait(OpenEvent)
     assert threads == ["worker", "worker"]  # wrap (companion_hello) and unwrap (primary_hello)
+
+
+async def test_unreachable_server_backs_off_and_close_cancels_everything() -> None:
+    import socket
+
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = EngineConfig(ws_url=f"ws://127.0.0.1:{port}/ws/chat", reconnect_base=0.01, reconnect_cap=0.05)
+    engine = Engine(cfg, MemoryCredsStore())
+    rec = Recorder(engine)
+    await engine.start()
+    await engine.start()  # idempotent: still one run task
+    for _ in range(3):
+        close = await rec.wait(CloseEvent)
+        assert close.reason is CloseReason.CONNECT_FAILED and close.will_reconnect
+        assert engine.last_reconnect_delay is not None and engine.last_reconnect_delay <= 0.05
+    await engine.close()
+    assert not engine.running and engine.state == "close"
+    assert rec.of(CloseEvent)[-1].reason is CloseReason.CLOSED_BY_USER
+    leftovers = [t for t in asyncio.all_tasks() if t.get_name().startswith("wa-")]
+    assert leftovers == []
+
+
+async def test_never_two_live_sockets_across_reconnects(sandbox: Sandbox, make_engine: EngineFactory) -> None:
+    engine, rec = make_engine(sandbox)
+    await link_by_qr(sandbox, engine, rec)
+    for code in (503, 515, 500):
+        await _kick(sandbox, code)
+        await rec.wait(OpenEvent)
+        live = [c for c in sandbox.list_connections() if c["open"]]
+        assert len(live) == 1, live
+    assert engine.connections == 5  # registration, login, and one per kick

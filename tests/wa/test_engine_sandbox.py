@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from wa_helpers import PHONE, EngineFactory, FakeServer, Recorder, link_by_qr, sandbox_conn
+from wa_helpers import PHONE, EngineFactory, FakeServer, Recorder, engine_config, link_by_qr, sandbox_conn
 
 from evolink.clock.base import CorrectedClock
 from evolink.sandbox import stanzas
@@ -419,3 +419,29 @@ async def test_never_two_live_sockets_across_reconnects(sandbox: Sandbox, make_e
         live = [c for c in sandbox.list_connections() if c["open"]]
         assert len(live) == 1, live
     assert engine.connections == 5  # registration, login, and one per kick
+
+
+async def test_links_over_wss(make_engine: EngineFactory) -> None:
+    import ssl
+
+    async with Sandbox.start(tls=True, link_timeout=5.0) as sb:
+        sb.create_phone(PHONE)
+        assert sb.ws_url.startswith("wss://")
+        insecure = ssl.create_default_context()
+        insecure.check_hostname = False
+        insecure.verify_mode = ssl.CERT_NONE  # the sandbox's self-signed certificate
+        engine = Engine(engine_config(sb), MemoryCredsStore(), ssl_context=insecure)
+        rec = Recorder(engine)
+        try:
+            opened = await link_by_qr(sb, engine, rec)
+            assert opened.jid.startswith(PHONE)
+        finally:
+            await engine.close()
+        strict = Engine(engine_config(sb), MemoryCredsStore())  # default trust store refuses it
+        rec2 = Recorder(strict)
+        await strict.start()
+        try:
+            close = await rec2.wait(CloseEvent)
+            assert close.reason is CloseReason.CONNECT_FAILED and "SSL" in close.message.upper()
+        finally:
+            await strict.close()

@@ -445,3 +445,26 @@ async def test_links_over_wss(make_engine: EngineFactory) -> None:
             assert close.reason is CloseReason.CONNECT_FAILED and "SSL" in close.message.upper()
         finally:
             await strict.close()
+
+
+class BrokenStore(MemoryCredsStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail_loads = 2
+
+    async def load(self) -> Any:
+        if self.fail_loads:
+            self.fail_loads -= 1
+            raise RuntimeError("database is down")
+        return await super().load()
+
+
+async def test_failing_creds_store_is_a_typed_transient_close(sandbox: Sandbox, make_engine: EngineFactory) -> None:
+    store = BrokenStore()
+    engine, rec = make_engine(sandbox, store)
+    await engine.start()
+    for _ in range(2):
+        close = await rec.wait(CloseEvent)
+        assert close.reason is CloseReason.BAD_SESSION and close.will_reconnect
+        assert "database is down" in close.message
+    await rec.wait(QrEvent)  # the store recovered: registration goes on

@@ -220,8 +220,10 @@ class Engine:
             return
         self._wiped = True
         self._creds = None
-        await self.store.clear()
-        self.emit(LoggedOutEvent(message))
+        try:
+            await self.store.clear()
+        finally:  # logged out upstream either way; the gateway must hear it
+            self.emit(LoggedOutEvent(message))
 
     async def _registration_connection(self) -> Connection:
         loop = asyncio.get_running_loop()
@@ -254,7 +256,10 @@ class Engine:
                 self._state = "close"
                 self.last_disconnect = d
                 if d.wipe_creds:
-                    await self._wipe_creds(d.message)
+                    try:
+                        await self._wipe_creds(d.message)
+                    except Exception:
+                        log.exception("could not wipe the creds of a logged-out device")
                 will, delay = d.will_reconnect, 0.0
                 if will:
                     if d.immediate and self._immediate_streak < MAX_IMMEDIATE_RESTARTS:
@@ -287,6 +292,9 @@ class Engine:
             creds = await self._load_creds()
         except CredsError as exc:
             return Disconnect(CloseReason.BAD_SESSION, None, f"stored creds unreadable: {exc}", will_reconnect=False)
+        except Exception as exc:  # the store's backend (database, disk) failed: transient, retry by policy
+            log.exception("creds store failed")
+            return Disconnect(CloseReason.BAD_SESSION, None, f"creds store failed: {exc}", will_reconnect=True)
         registration = not creds.registered
         try:
             payload = registration_payload(creds, self.config) if registration else login_payload(creds, self.config)

@@ -45,6 +45,7 @@ from evolink.wa.pair_code import (
 from evolink.wa.pair_qr import handle_pair_device
 from evolink.wa.pair_success import handle_pair_success
 from evolink.wa.payload import PayloadError, login_payload, registration_payload
+from evolink.wa.presence import PresenceNotConnected, presence_node, unified_session_node
 from evolink.wa.reconnect import ReconnectPolicy
 from evolink.wa.socket import ConnectFailed, FrameSocket, NoiseSocket, SocketClosed
 from evolink.wa.stream_errors import Disconnect, from_failure, from_stream_error, remote_closed
@@ -78,6 +79,8 @@ class Engine:
         self.last_disconnect: Disconnect | None = None
         self.last_reconnect_delay: float | None = None  # seconds waited before the latest reconnect
         self.server_time_offset: float | None = None
+        # server time − the injected clock's time, from the same `t` (for unified_session ids)
+        self.server_clock_offset: float = 0.0
 
     # ------------------------------------------------------------------ public API
 
@@ -144,6 +147,32 @@ class Engine:
         await self._wipe_creds("logged out by user")
         await self.close()
 
+    async def send_presence(self, presence: str) -> None:
+        """Send our own presence (``available`` / ``unavailable``) on the logged-in socket.
+
+        ``InvalidPresence`` for anything else, ``PresenceNotConnected`` when no logged-in socket is up.
+        """
+        creds = self._creds
+        push_name = (creds.push_name if creds is not None else None) or self.config.push_name
+        node = presence_node(presence, push_name)  # validates before looking at the socket
+        conn = self._conn
+        if conn is None or not conn.opened or conn.closed or self._state != "open":
+            raise PresenceNotConnected(f"Connection Closed: the engine is {self._state}, not open")
+        if presence == "available":
+            await self.send_unified_session(conn)  # as Baileys does before going online
+        try:
+            await conn.send(node)
+        except ConnectionLost as exc:
+            raise PresenceNotConnected(f"Connection Closed: {exc}") from None
+        log.info("presence sent", extra={"presence": presence, "conn": conn.number})
+
+    async def send_unified_session(self, conn: Connection) -> None:
+        """``<ib><unified_session id=…/></ib>``, best effort (telemetry: a lost socket is not an error)."""
+        try:
+            await conn.send(unified_session_node(self.clock.time(), self.server_clock_offset))
+        except ConnectionLost as exc:
+            log.debug("unified_session not sent: %s", exc)
+
     async def request_pairing_code(self, phone: str) -> PairingCodeEvent:
         """A server-confirmed pairing code for ``phone``; the same code on repeat calls on this socket."""
         digits = normalize_phone(phone)
@@ -194,6 +223,7 @@ class Engine:
         if callable(report):
             report(source, server + 0.5, host, 1.0)
         self.server_time_offset = offset
+        self.server_clock_offset = server + 0.5 - self.clock.time()
         self.emit(ServerTimeEvent(server, offset, source))
 
     def on_open(self, conn: Connection) -> None:

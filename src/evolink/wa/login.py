@@ -1,4 +1,5 @@
-"""After ``success``: server time, LID, pre-keys, passive=false, then ``open``."""
+"""After ``success``: server time, LID, pre-keys, passive=false, ``open``, then unified_session and the
+key-bundle digest check (both after ``open``, so neither can delay it)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from evolink.wa import prekeys
-from evolink.wa.connection import Connection, IqError, QueryTimeout
+from evolink.wa.connection import Connection, ConnectionLost, IqError, QueryTimeout
 from evolink.wire.binary import SERVER_JID, Node
 
 if TYPE_CHECKING:
@@ -38,3 +39,9 @@ async def handle_success(engine: Engine, conn: Connection, success: Node) -> Non
     except (IqError, QueryTimeout) as exc:
         log.warning("passive=false not acknowledged: %s", exc)
     engine.on_open(conn)
+    await engine.send_unified_session(conn)
+    try:
+        if await prekeys.check_digest(conn, creds, cfg.prekey_upload_count):
+            await engine.save_creds(creds)
+    except (IqError, QueryTimeout, ConnectionLost) as exc:
+        log.warning("key-bundle digest check failed: %s", exc)

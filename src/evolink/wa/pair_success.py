@@ -130,4 +130,5 @@ async def handle_pair_success(engine: Engine, conn: Connection, iq: Node, pair_s
         ]),
     ]))
     log.info("device linked", extra={"jid": linked.jid, "conn": conn.number})
+    await engine.send_unified_session(conn)
     # The server now sends stream:error 515; the engine reconnects immediately with a login payload.

@@ -88,10 +88,32 @@ async def ensure_uploaded(conn: Connection, creds: Creds, *, min_count: int, upl
     server_count = parse_count(await conn.query(count_query()))
     if server_count >= min_count:
         return 0
-    keys = await generate_cooperatively(creds, upload_count)
+    uploaded = await upload(conn, creds, upload_count)
+    log.info("uploaded pre-keys", extra={"count": uploaded, "server_had": server_count})
+    return uploaded
+
+
+async def upload(conn: Connection, creds: Creds, n: int) -> int:
+    """Generate and upload ``n`` pre-keys; the private halves go to ``creds`` (the caller persists)."""
+    if n <= 0:
+        return 0
+    keys = await generate_cooperatively(creds, n)
     await conn.query(upload_node(creds, keys))
     for kid, kp in keys:
         creds.pre_keys[kid] = kp.private
     creds.next_pre_key_id = keys[-1][0] + 1 if keys[-1][0] < MAX_PRE_KEY_ID else 1
-    log.info("uploaded pre-keys", extra={"count": len(keys), "server_had": server_count})
     return len(keys)
+
+
+def digest_query() -> Node:
+    return Node("iq", {"to": SERVER_JID, "type": "get", "xmlns": "encrypt"}, [Node("digest")])
+
+
+async def check_digest(conn: Connection, creds: Creds, upload_count: int) -> int:
+    """Ask the server for its digest of our key bundle (as Baileys does after login); a reply without
+    ``<digest>`` means the server lost our bundle, so a fresh batch is uploaded. Returns keys uploaded."""
+    reply = await conn.query(digest_query())
+    if reply.child("digest") is not None:
+        return 0
+    log.warning("encrypt digest reply has no digest node; re-uploading pre-keys")
+    return await upload(conn, creds, upload_count)

@@ -13,5 +13,11 @@ def render_png_data_url(payload: str, dark: str = "#198754") -> str:
 
 
 def evolution_code(qr_string: str) -> str:
-    """Evolution's `code` is the bare `ref,noise,identity,adv[,platform]` string (no URL prefix)."""
-    return qr_string[len(QR_URL_PREFIX):] if qr_string.startswith(QR_URL_PREFIX) else qr_string
+    """Evolution 2.3.7's `code`: Baileys' raw `<ref>,<noiseB64>,<identityB64>,<advSecretB64>`.
+
+    The engine's string is WA Web's `https://wa.me/settings/linked_devices#…,<platformId>`; Evolution
+    clients get (and their PNG encodes) the four-part form without the URL prefix and platform id.
+    """
+    body = qr_string[len(QR_URL_PREFIX):] if qr_string.startswith(QR_URL_PREFIX) else qr_string
+    parts = body.split(",")
+    return ",".join(parts[:4]) if len(parts) == 5 else body

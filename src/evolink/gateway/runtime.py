@@ -247,12 +247,9 @@ class InstanceRuntime:
         engine = self._engine
         if self.state != "open" or engine is None:
             raise NotConnected(f'The "{self.name}" instance is not connected')
-        send = getattr(engine, "send_presence", None)
-        if send is None:
-            raise PresenceError("Error: this engine build cannot send presence updates")
         try:
-            await send(presence)
-        except Exception as exc:
+            await engine.send_presence(presence)
+        except Exception as exc:  # Evolution answers 400 with the socket's error text ("Error: …")
             raise PresenceError(f"Error: {exc}") from exc
 
     async def resume(self) -> None:
@@ -430,8 +427,9 @@ class InstanceRuntime:
             await self._qr_limit()
             return
         self.qr.count += 1
-        png = await asyncio.to_thread(render_png_data_url, ev.qr, self.options.qrcode_color)
-        self.qr.code, self.qr.base64 = evolution_code(ev.qr), png  # together: never a code without its image
+        code = evolution_code(ev.qr)  # the PNG encodes `code` itself, as Evolution's does (phones accept it)
+        png = await asyncio.to_thread(render_png_data_url, code, self.options.qrcode_color)
+        self.qr.code, self.qr.base64 = code, png  # together: never a code without its image
         self._notify()
         if self.mode == "code" and self.phone and self.qr.pairing_code is None and self._code_task is None \
                 and self._code_error is None:

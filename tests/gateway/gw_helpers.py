@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -47,6 +48,9 @@ async def open_test_database(provider: str, tmp_path: Path) -> tuple[Database, s
     try:
         await _pg_schema("create", schema)
     except OSError as exc:  # pragma: no cover - depends on the host
+        # CI starts PostgreSQL itself (scripts/test.sh): there a missing server is a failure, not a skip.
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL at 127.0.0.1:5432 not reachable in CI: {exc}")
         pytest.skip(f"PostgreSQL at 127.0.0.1:5432 not reachable: {exc}")
     db = open_database(PG_URL, schema=schema)
     await db.migrate()

@@ -18,7 +18,7 @@ from evolink.api.errors import install_error_handlers
 from evolink.api.routes_config import router as config_router
 from evolink.api.routes_instance import router as instance_router
 from evolink.api.settings import Settings
-from evolink.clock import Clock, CorrectedClock
+from evolink.clock import Clock, CorrectedClock, SkewPolicy
 from evolink.gateway import (
     DeliveryWorker,
     EngineFactory,
@@ -137,8 +137,12 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
         worker.start()
         if clock_guard is not None:
             rows = await store.list_instances(client_name=settings.DATABASE_CONNECTION_CLIENT_NAME)
-            if any(r.connection_status in ("open", "connecting") for r in rows):
-                # Resumed logins check the server certificate against the corrected clock: measure first.
+            resuming = any(r.connection_status in ("open", "connecting") for r in rows)
+            compensating = getattr(getattr(clock_guard, "config", None), "skew_policy", None) is SkewPolicy.COMPENSATE
+            if resuming or compensating:
+                # Resumed logins check the server certificate against the corrected clock, and under
+                # `compensate` every timestamp served (webhook date_time, createdAt, JWT iat) must be true
+                # time from the first request on: measure first (bounded).
                 await clock_guard.wait_first(10.0)
         resumed = await manager.load()
         log.info("gateway ready", extra={"instances": len(manager.runtimes), "resumed": resumed})

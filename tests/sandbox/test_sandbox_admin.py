@@ -57,9 +57,19 @@ async def test_info_faults_and_clock(sandbox: Sandbox, admin: httpx.AsyncClient)
     info = (await admin.get("/admin")).json()
     assert info["ws_url"] == sandbox.ws_url and info["root_public_key"] == sandbox.root_public_key
     res = await admin.put("/admin/faults", json={"latency_ms": 5, "drop_after_frames": 3})
-    assert res.json() == {"latency_ms": 5, "drop_after_frames": 3}
+    assert res.json() == {"latency_ms": 5, "drop_after_frames": 3, "companion_hello_error": None}
     assert sandbox.faults.drop_after_frames == 3
     assert (await admin.get("/admin/faults")).json()["latency_ms"] == 5
+    hello = {"code": 429, "text": "rate-overlimit"}
+    res = await admin.put("/admin/faults", json={"companion_hello_error": hello})
+    assert res.json() == {"latency_ms": 0, "drop_after_frames": None, "companion_hello_error": hello}
+    assert sandbox.faults.companion_hello_error is not None and sandbox.faults.companion_hello_error.code == 429
+    for bad in ({"code": 429}, {"code": 200, "text": "x"}, {"code": True, "text": "x"}, {"code": 500, "text": ""},
+                "429", {"code": 429, "text": "x", "extra": 1}):
+        res = await admin.put("/admin/faults", json={"companion_hello_error": bad})
+        assert res.status_code == 400 and res.json()["error"] == "invalid_faults", bad
+    assert sandbox.faults.companion_hello_error is not None  # a refused PUT changes nothing
+    assert sandbox.set_faults()["companion_hello_error"] is None
     res = await admin.put("/admin/clock", json={"offset_seconds": 120})
     assert res.json()["offset_seconds"] == 120 and sandbox.clock.offset == 120
     res = await admin.put("/admin/cert", json={"not_before": -10, "not_after": 10})

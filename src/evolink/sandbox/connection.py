@@ -14,6 +14,7 @@ import contextlib
 import logging
 import secrets
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +47,16 @@ log = logging.getLogger("evolink.sandbox.connection")
 
 MAX_LOG = 200  # stanza labels kept per connection
 MAX_WRONG_CODES = 5  # wrong pairing-code attempts before the registration is dropped
+MAX_OUTBOX = 1000  # frames queued for a client that does not read; more closes the socket
+CLOSE_TIMEOUT = 5.0  # a closing socket gets this long to flush its queue and close, then it is aborted
+
+
+@dataclass(frozen=True, slots=True)
+class _CloseRequest:
+    """Last item of a closing socket's outbox: send the WebSocket close frame."""
+
+    code: int
+    reason: str
 
 
 class ProtocolViolation(Exception):
@@ -112,7 +123,15 @@ class Connection:
         self._reader = frames.ServerFrameReader(max_size=sandbox.config.max_frame_size)
         self._pending: collections.deque[bytes] = collections.deque()
         self._transport: noise.Transport | None = None
-        self._send_lock = asyncio.Lock()
+        # One writer task drains the outbox, so neither the reader nor an admin call ever waits on a
+        # (possibly delayed or stalled) send. Nodes are encrypted by the writer at send time so the
+        # Noise counter always follows the order on the wire.
+        self._outbox: collections.deque[bytes | Node | _CloseRequest] = collections.deque()
+        self._outbox_ready = asyncio.Event()
+        self._closing_event = asyncio.Event()
+        self._close_deadline = 0.0
+        self._writer: asyncio.Task[None] | None = None
+        self.presence: dict[str, str] | None = None
         self._waiters: dict[str, asyncio.Future[Node]] = {}
         self._finish_waiter: asyncio.Future[Node] | None = None
         self._linking = False
@@ -148,6 +167,7 @@ class Connection:
             "frames_in": self.frames_in,
             "frames_out": self.frames_out,
             "pings_answered": self.pings_answered,
+            "presence": self.presence,
             "stanzas": dict(self.stanza_counts),
             "stanza_log": list(self.stanza_log),
         }
@@ -156,29 +176,57 @@ class Connection:
         return self.registration is not None and any(r.ref == ref for r in self.registration.refs)
 
     async def kick(self, code: int) -> None:
-        """Send the ``stream:error`` for ``code`` (if the stream is up) and close."""
-        if self._transport is not None:
-            with contextlib.suppress(ConnectionClosed, _Gone):
-                await self.send_node(stanzas.stream_error(code))
-        await self.close(1000, f"kicked with {code}")
+        """Send the ``stream:error`` for ``code`` (if the stream is up) and close; returns once closed.
+
+        Never waits behind the latency fault: a closing socket flushes its queue without delay.
+        """
+        self.begin_close(1000, f"kicked with {code}", stanzas.stream_error(code))
+        await self.wait_closed()
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
+        self.begin_close(code, reason)
+        await self.wait_closed()
+
+    def begin_close(self, code: int = 1000, reason: str = "", final: Node | None = None) -> None:
+        """Start closing without waiting: queue ``final`` (if the stream is up), then the close frame.
+
+        Frames already queued are still sent first (clients see e.g. an iq result before the
+        ``stream:error``) but without the latency fault; the writer aborts the TCP link if all this
+        does not finish within :data:`CLOSE_TIMEOUT` (a client that stopped reading).
+        """
         if self._closing:
             return
         self._closing = True
+        self._closing_event.set()
+        self._close_deadline = time.monotonic() + CLOSE_TIMEOUT
         self.close_reason = self.close_reason or reason or f"closed ({code})"
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.ws.close(code, reason[:120]), 5)
+        self.sb._connection_closing(self)
+        if final is not None and self._transport is not None:
+            self._outbox.append(final)
+        self._outbox.append(_CloseRequest(code, reason[:120]))
+        self._outbox_ready.set()
+        if self._writer is None:  # never started (closing before run): nothing else will close it
+            self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+
+    async def wait_closed(self) -> None:
+        """Wait (bounded by the writer's own deadline) until the close frame went out or the link was cut."""
+        if self._writer is not None:
+            await asyncio.wait({self._writer})
 
     def abort(self, reason: str) -> None:
         """Drop the TCP connection without a close frame (fault injection)."""
-        self._closing = True
-        self.close_reason = reason
+        if not self._closing:
+            self._closing = True
+            self._closing_event.set()
+            self.close_reason = reason
+            self.sb._connection_closing(self)
+        self._outbox.clear()
         self.ws.transport.abort()
 
     # ------------------------------------------------------------------------ main loop
     async def run(self) -> None:
         log.info("connection open", extra={"conn": self.id, "remote": self.remote})
+        self._writer = asyncio.get_running_loop().create_task(self._write_loop())
         try:
             if self.sb.faults.drop_after_frames == 0:
                 self.abort("fault: drop after 0 frames")
@@ -187,6 +235,8 @@ class Connection:
             await self._read_loop()
         except ConnectionClosed:
             self.close_reason = self.close_reason or "closed by client"
+        except _Gone:  # we are closing this socket ourselves: let the writer finish the close
+            await self.wait_closed()
         except TimeoutError:
             log.info("closing idle connection", extra={"conn": self.id, "state": self.state})
             await self.close(1000, "idle timeout")
@@ -204,7 +254,13 @@ class Connection:
     def _teardown(self) -> None:
         self.closed_at = self.sb.clock.time()
         self.state = "closed" if self.state == "handshake" else self.state
-        for task in self._tasks:
+        self._closing = True
+        self._closing_event.set()
+        self.sb._connection_closing(self)
+        self._outbox.clear()
+        if self._writer is not None:
+            self._writer.cancel()  # the socket is gone: nothing queued can be delivered any more
+        for task in list(self._tasks):
             task.cancel()
         for fut in [*self._waiters.values(), self._finish_waiter]:
             if fut is not None and not fut.done():
@@ -254,30 +310,98 @@ class Connection:
             name = stanzas.label(node)
             self.stanza_counts[name] += 1
             self.stanza_log.append(name)
-            await self._dispatch(node)
+            if not self._closing:  # a closing socket only waits for its close handshake
+                await self._dispatch(node)
 
     # ----------------------------------------------------------------------------- sending
     async def _send_frame(self, payload: bytes) -> None:
-        async with self._send_lock:
-            await self._send_frame_locked(payload)
-
-    async def _send_frame_locked(self, payload: bytes) -> None:
-        if self._closing:
-            raise _Gone()
-        faults = self.sb.faults
-        if faults.latency_ms:
-            await asyncio.sleep(faults.latency_ms / 1000)
-        await self.ws.send(frames.encode_frame(payload))
-        self.frames_out += 1
-        if faults.drop_after_frames is not None and self.frames_out >= faults.drop_after_frames:
-            self.abort(f"fault: drop after {faults.drop_after_frames} frames")
+        """Queue an unencrypted frame (the handshake's server hello)."""
+        self._enqueue(payload)
 
     async def send_node(self, node: Node) -> None:
+        """Queue ``node``; returns at once (raises :class:`_Gone` if the socket is closing)."""
         if self._transport is None:
             raise _Gone()
-        async with self._send_lock:
-            # Encrypt under the lock: the nonce counter must follow the order on the wire.
-            await self._send_frame_locked(self._transport.encrypt(binary.encode(node)))
+        self._enqueue(node)
+
+    def _enqueue(self, item: bytes | Node) -> None:
+        if self._closing:
+            raise _Gone()
+        if len(self._outbox) >= MAX_OUTBOX:
+            log.info("client is not reading; closing", extra={"conn": self.id, "queued": len(self._outbox)})
+            self.begin_close(1008, "outbox overflow: client is not reading")
+            raise _Gone()
+        self._outbox.append(item)
+        self._outbox_ready.set()
+
+    async def _write_loop(self) -> None:
+        """The socket's only sender: applies the latency fault, encrypts, writes, closes."""
+        try:
+            while self.closed_at is None:
+                if not self._outbox:
+                    self._outbox_ready.clear()
+                    await self._outbox_ready.wait()
+                    continue
+                item = self._outbox[0]
+                latency = self.sb.faults.latency_ms
+                if latency and not self._closing:
+                    # Delay this frame, but wake up at once when a close starts (kick, replacement).
+                    # (asyncio.wait, not wait_for: 3.11's wait_for can swallow our own cancellation.)
+                    closing = asyncio.ensure_future(self._closing_event.wait())
+                    try:
+                        await asyncio.wait({closing}, timeout=latency / 1000)
+                    finally:
+                        closing.cancel()
+                if not self._outbox or self._outbox[0] is not item:
+                    continue  # the queue was cleared (abort) while we waited
+                self._outbox.popleft()
+                if isinstance(item, _CloseRequest):
+                    await self._bounded(self.ws.close(item.code, item.reason))
+                    return
+                if isinstance(item, Node):
+                    assert self._transport is not None
+                    payload = self._transport.encrypt(binary.encode(item))
+                else:
+                    payload = item
+                await self._bounded(self.ws.send(frames.encode_frame(payload)))
+                self.frames_out += 1
+                drop = self.sb.faults.drop_after_frames
+                if drop is not None and self.frames_out >= drop:
+                    self.abort(f"fault: drop after {drop} frames")
+                    return
+        except (ConnectionClosed, OSError):
+            self._outbox.clear()  # the reader sees the closed socket and tears down
+        except TimeoutError:
+            log.info("close did not finish in time; aborting", extra={"conn": self.id})
+            self._outbox.clear()
+            self.ws.transport.abort()
+        except Exception:
+            log.exception("connection writer failed", extra={"conn": self.id})
+            self._outbox.clear()
+            self.ws.transport.abort()
+
+    async def _bounded(self, op: Coroutine[Any, Any, None]) -> None:
+        """Await a send/close; once the socket is closing, only until the close deadline.
+
+        A send that started before the close (and blocks on a client that stopped reading) is
+        bounded too: we watch for the close while it runs. Raises TimeoutError past the deadline.
+        """
+        task = asyncio.ensure_future(op)
+        try:
+            if not self._closing:
+                closing = asyncio.ensure_future(self._closing_event.wait())
+                try:
+                    await asyncio.wait({task, closing}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    closing.cancel()
+            if not task.done():
+                await asyncio.wait({task}, timeout=max(0.0, self._close_deadline - time.monotonic()))
+                if not task.done():
+                    raise TimeoutError
+            task.result()
+        finally:
+            if not task.done():
+                task.cancel()
 
     async def _request(self, node: Node, within: float) -> Node:
         """Send a server-initiated iq and wait for the client's result/error with the same id."""
@@ -291,9 +415,8 @@ class Connection:
             self._waiters.pop(iq_id, None)
 
     async def _stream_error_and_close(self, code: int, reason: str) -> None:
-        with contextlib.suppress(ConnectionClosed, _Gone):
-            await self.send_node(stanzas.stream_error(code))
-        await self.close(1000, reason)
+        self.begin_close(1000, reason, stanzas.stream_error(code))
+        await self.wait_closed()
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -307,8 +430,8 @@ class Connection:
             raise ProtocolViolation("malformed devicePairingData")
         if not crypto.verify(data.eIdent, b"\x05" + data.eSkeyVal, data.eSkeySig):
             # The real service refuses a registration whose signed pre-key does not verify.
-            await self.send_node(Node("failure", {"reason": "400"}))
-            await self.close(1000, "bad signed pre-key signature")
+            self.begin_close(1000, "bad signed pre-key signature", Node("failure", {"reason": "400"}))
+            await self.wait_closed()
             return
         platform = "unknown"
         if data.deviceProps:
@@ -437,6 +560,10 @@ class Connection:
 
     # ------------------------------------------------------------------------ pairing code
     async def _companion_hello(self, iq: Node, reg: Node) -> None:
+        refused = self.sb.faults.companion_hello_error
+        if refused is not None:  # fault: the server refuses every code request (rate limit…)
+            await self.send_node(stanzas.error(iq, refused.code, refused.text))
+            return
         if self.registration is None:
             await self.send_node(stanzas.error(iq, 400, "bad-request"))
             return
@@ -531,6 +658,8 @@ class Connection:
             platform = reg.platform_display or self.registration.platform
             return await self.link_device(phone, identity_public=companion_identity, adv_secret=adv_secret,
                                           method="code", platform=platform)
+        except _Gone as exc:
+            raise AdminError(409, "connection_closed", "the companion's socket is closing") from exc
         finally:
             self._linking = False
 
@@ -542,14 +671,13 @@ class Connection:
         if record is None or record.noise_key != self.client_static:
             log.info("login refused", extra={"conn": self.id, "phone": username})
             self.state = "login"
-            with contextlib.suppress(_Gone, ConnectionClosed):
-                await self.send_node(Node("failure", {"reason": "401", "location": "sandbox"}))
-            await self.close(1000, "login failed: 401")
+            self.begin_close(1000, "login failed: 401", Node("failure", {"reason": "401", "location": "sandbox"}))
+            await self.wait_closed()
             return
         self.state = "login"
         self.phone, self.device = record.phone, record.device
         sb.store.mark_login(record.phone, record.device, sb.clock.unix())
-        await sb._replace_older_sessions(self)
+        sb._session_logged_in(self)
         await self.send_node(Node("success", {"t": str(sb.clock.unix()), "lid": record.lid_jid}))
         if sb.config.edge_routing_info:
             await self.send_node(Node("ib", {}, [
@@ -559,8 +687,11 @@ class Connection:
 
     # --------------------------------------------------------------------------- dispatch
     async def _dispatch(self, node: Node) -> None:
+        if node.tag == "presence":
+            self._presence(node)
+            return
         if node.tag != "iq":
-            return  # ack, ib (unified_session…), presence, receipts: nothing to answer
+            return  # ack, ib (unified_session…), receipts: nothing to answer
         kind = node.attrs.get("type")
         if kind in ("result", "error"):
             fut = self._waiters.get(node.attrs.get("id", ""))
@@ -588,6 +719,13 @@ class Connection:
             self.pings_answered += 1
         if first is not None and first.tag == "remove-companion-device":
             await self.sb._device_logged_out(self)
+
+    def _presence(self, node: Node) -> None:
+        """``<presence type="available|unavailable" name=…/>``: no answer, just remembered."""
+        kind = node.attrs.get("type", "available")
+        if kind not in ("available", "unavailable"):
+            return  # other presence stanzas (subscribe…) need no sandbox state
+        self.presence = {"type": kind, "name": node.attrs.get("name", ""), "at": str(self.sb.clock.unix())}
 
     def _answer(self, iq: Node, xmlns: str, kind: str | None, first: Node | None) -> Node:
         tag = first.tag if first is not None else None

@@ -18,7 +18,7 @@ import dataclasses
 import http
 import itertools
 import logging
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -26,12 +26,13 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from evolink.sandbox import stanzas
 from evolink.sandbox.admin import AdminServer
 from evolink.sandbox.clock import SandboxClock
 from evolink.sandbox.config import SandboxConfig
 from evolink.sandbox.connection import Connection
 from evolink.sandbox.errors import AdminError
-from evolink.sandbox.faults import Faults
+from evolink.sandbox.faults import Faults, IqError
 from evolink.sandbox.store import SandboxStore, normalize_phone
 from evolink.sandbox.tls import server_ssl_context
 from evolink.wire import certs, qr
@@ -58,6 +59,9 @@ class Sandbox:
         self.cert_not_before = self.config.cert_not_before
         self.cert_not_after = self.config.cert_not_after
         self.connections: OrderedDict[str, Connection] = OrderedDict()
+        # Logged-in sockets by (phone, device): login, replacement, removal and "online" are O(1).
+        self._live: dict[tuple[str, int], Connection] = {}
+        self._closed_ids: deque[str] = deque()  # closed connections kept for listing, oldest first
         self._ids = itertools.count(1)
         self._ws_server: Server | None = None
         self._admin: AdminServer | None = None
@@ -159,18 +163,35 @@ class Sandbox:
         await conn.run()
 
     def _connection_closed(self, conn: Connection) -> None:
-        closed = [c for c in self.connections.values() if not c.open]
-        for old in closed[: max(0, len(closed) - MAX_CLOSED_KEPT)]:
-            self.connections.pop(old.id, None)
+        self._closed_ids.append(conn.id)
+        while len(self._closed_ids) > MAX_CLOSED_KEPT:
+            self.connections.pop(self._closed_ids.popleft(), None)
 
     def _open_connections(self) -> list[Connection]:
         return [c for c in self.connections.values() if c.open]
 
-    async def _replace_older_sessions(self, conn: Connection) -> None:
-        """A device logging in again replaces its older socket, as on the real service."""
-        for other in self._open_connections():
-            if other is not conn and other.state == "login" and (other.phone, other.device) == (conn.phone, conn.device):
-                await other.kick(440)
+    def _live_connection(self, phone: str, device: int) -> Connection | None:
+        conn = self._live.get((phone, device))
+        return conn if conn is not None and conn.open else None
+
+    def _session_logged_in(self, conn: Connection) -> None:
+        """A device logging in again replaces its older socket, as on the real service.
+
+        The old socket is told ``replaced`` and closes in the background: the new login never
+        waits for it (it may be stalled behind the latency fault or a client that stopped reading).
+        """
+        assert conn.phone is not None and conn.device is not None
+        key = (conn.phone, conn.device)
+        old = self._live.get(key)
+        self._live[key] = conn
+        if old is not None and old is not conn:
+            old.begin_close(1000, "kicked with 440", stanzas.stream_error(440))
+
+    def _connection_closing(self, conn: Connection) -> None:
+        if conn.phone is not None and conn.device is not None:
+            key = (conn.phone, conn.device)
+            if self._live.get(key) is conn:
+                del self._live[key]
 
     async def _device_logged_out(self, conn: Connection) -> None:
         """The companion asked to be removed (logout): forget it and end its stream with 401."""
@@ -195,9 +216,8 @@ class Sandbox:
     def get_phone(self, phone: object) -> dict[str, Any]:
         record = self._phone(phone)
         devices = []
-        online = {(c.phone, c.device) for c in self._open_connections() if c.state == "login"}
         for dev in self.store.list_devices(record.phone):
-            devices.append({**dev.to_json(), "online": (dev.phone, dev.device) in online})
+            devices.append({**dev.to_json(), "online": self._live_connection(dev.phone, dev.device) is not None})
         return {**record.to_json(), "devices": devices}
 
     def list_phones(self) -> list[dict[str, Any]]:
@@ -247,9 +267,9 @@ class Sandbox:
         if not self.store.remove_device(record.phone, number):
             raise AdminError(404, "device_not_found", f"no device {number} on {record.phone}")
         log.info("device removed", extra={"phone": record.phone, "device": number})
-        for conn in self._open_connections():
-            if conn.state == "login" and (conn.phone, conn.device) == (record.phone, number):
-                await conn.kick(401)
+        conn = self._live_connection(record.phone, number)
+        if conn is not None:
+            await conn.kick(401)
 
     def list_connections(self) -> list[dict[str, Any]]:
         return [c.to_json() for c in self.connections.values()]
@@ -275,8 +295,15 @@ class Sandbox:
     def clock_json(self) -> dict[str, Any]:
         return {"offset_seconds": self.clock.offset, "now": self.clock.time(), "iso": self.clock.now().isoformat()}
 
-    def set_faults(self, latency_ms: int = 0, drop_after_frames: int | None = None) -> dict[str, Any]:
-        self.faults = Faults.from_json({"latency_ms": latency_ms, "drop_after_frames": drop_after_frames})
+    def set_faults(self, latency_ms: int = 0, drop_after_frames: int | None = None,
+                   companion_hello_error: IqError | dict[str, Any] | None = None) -> dict[str, Any]:
+        """Replace the whole fault set (omitted faults are cleared), like ``PUT /admin/faults``.
+
+        ``companion_hello_error``: ``{"code": 429, "text": "rate-overlimit"}`` (or an ``IqError``)
+        makes every pairing-code request fail with that iq error.
+        """
+        self.faults = Faults.from_json({"latency_ms": latency_ms, "drop_after_frames": drop_after_frames,
+                                        "companion_hello_error": companion_hello_error})
         return self.faults.to_json()
 
     def set_cert_validity(self, not_before: object, not_after: object) -> dict[str, Any]:

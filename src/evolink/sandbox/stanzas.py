@@ -66,10 +66,12 @@ def child_text(node: Node | None, tag: str) -> str | None:
 def label(node: Node) -> str:
     """Short name for the per-connection stanza log.
 
-    Top-level tag, except: an iq with a child is named by its first child (``ping``, ``count``,
+    Top-level tag, except: ``presence`` carries its type (``presence:available``); an iq with a child is named by its first child (``ping``, ``count``,
     ``pair-device-sign``…), a ``link_code_companion_reg`` by its stage (``companion_hello``), an
     iq without children by ``iq:<type>`` plus ``:<xmlns>`` when it has one (``iq:get:blocklist``).
     """
+    if node.tag == "presence":
+        return f"presence:{node.attrs.get('type', 'available')}"
     if node.tag != "iq":
         return node.tag
     kids = children(node)

@@ -13,8 +13,6 @@ import pytest
 from wa_helpers import PHONE, EngineFactory, FakeServer, Recorder, engine_config, link_by_qr, sandbox_conn
 
 from evolink.clock.base import CorrectedClock
-from evolink.sandbox import stanzas
-from evolink.sandbox.connection import Connection as SandboxConnection
 from evolink.sandbox.server import Sandbox
 from evolink.wa.config import EngineConfig
 from evolink.wa.creds import MemoryCredsStore
@@ -29,7 +27,6 @@ from evolink.wa.events import (
     ServerTimeEvent,
 )
 from evolink.wa.pair_code import AlreadyPaired, PairingCodeRefused, PairingError, PairingUnavailable
-from evolink.wire.binary import Node
 
 
 # 1 ------------------------------------------------------------------------------------------
@@ -94,19 +91,18 @@ async def test_concurrent_code_requests_share_one_code(sandbox: Sandbox, make_en
 
 
 # 3 ------------------------------------------------------------------------------------------
-async def test_server_refuses_code_request(sandbox: Sandbox, make_engine: EngineFactory,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    async def refuse(self: SandboxConnection, iq: Node, reg: Node) -> None:
-        await self.send_node(stanzas.error(iq, 429, "rate-overlimit"))
-
-    monkeypatch.setattr(SandboxConnection, "_companion_hello", refuse)
+async def test_server_refuses_code_request(sandbox: Sandbox, make_engine: EngineFactory) -> None:
+    sandbox.set_faults(companion_hello_error={"code": 429, "text": "rate-overlimit"})
     engine, rec = make_engine(sandbox)
     await engine.start()
+    await rec.wait(QrEvent)
     with pytest.raises(PairingCodeRefused) as info:
         await engine.request_pairing_code(PHONE)
     assert info.value.code == 429 and info.value.text == "rate-overlimit"
     assert rec.of(PairingCodeEvent) == []
     assert engine.state == "connecting"  # the registration socket is still usable for QR
+    reg = sandbox_conn(sandbox, lambda c: c["open"])
+    assert reg["stanza_log"].count("companion_hello") == 1 and reg["pairing_code"] is None
 
 
 # 4 ------------------------------------------------------------------------------------------

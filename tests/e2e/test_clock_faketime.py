@@ -217,7 +217,11 @@ async def test_compensate_links_by_code_first_try_with_true_utc_webhooks(
         assert len(sandbox.get_phone(PHONE)["devices"]) == 1
         conns = sandbox.list_connections()
         assert sum(c["stanzas"].get("companion_hello", 0) for c in conns) == 1
-        assert not [c for c in conns if c["state"] == "handshake"], conns
+        # Every socket got past the Noise handshake (a refused certificate ends it before any stanza).
+        assert all(c["stanzas"] for c in conns), [(c["id"], c["state"], c["close_reason"]) for c in conns]
+        # Exactly one registration socket (paired, then 515) and one login socket: no retry anywhere.
+        assert [c["state"] for c in conns] == ["registration", "login"], conns
+        assert "paired" in conns[0]["close_reason"] and conns[1]["open"], conns
 
         open_event = next(d for d in receiver.events("connection.update") if d.body["data"].get("state") == "open")
         assert open_event.body["data"]["wuid"] == f"{PHONE}@s.whatsapp.net"

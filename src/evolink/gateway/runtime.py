@@ -128,6 +128,9 @@ class InstanceRuntime:
         self.wuid = wuid
         self.profile_name = profile_name
         self.last_close: CloseEvent | None = None
+        # The latest close the engine is recovering from (e.g. a refused server certificate): only
+        # for the connect timeout message, so a caller learns why no code/QR arrives.
+        self.last_retry: CloseEvent | None = None
 
         self._engine: EnginePort | None = None
         self._unsubscribe: Callable[[], None] | None = None
@@ -282,7 +285,7 @@ class InstanceRuntime:
         gen = self._gen
         self.qr.code = self.qr.base64 = None
         self._clear_code()
-        self.last_close = None
+        self.last_close = self.last_retry = None
         engine = self._factory(EngineRequest(self.name, self.instance_id, self.creds, self.mode, self.clock))
         self._engine = engine
         self._unsubscribe = engine.subscribe(lambda ev: self._queue.put_nowait((gen, ev)))
@@ -374,7 +377,11 @@ class InstanceRuntime:
 
     def _timeout_message(self) -> str:
         wait = f"{self.options.connect_wait:g} s"
-        detail = f" (last close: {self._close_message(self.last_close)})" if self.last_close else ""
+        detail = ""
+        if self.last_close:
+            detail = f" (last close: {self._close_message(self.last_close)})"
+        elif self.last_retry:
+            detail = f" (last attempt: {self._close_message(self.last_retry)}; retrying)"
         if self.mode == "code":
             return (f"No pairing code within {wait}: the WhatsApp server has not confirmed the code request for "
                     f"instance \"{self.name}\" yet (state {self.state}){detail}; call connect again to get it")
@@ -459,7 +466,7 @@ class InstanceRuntime:
     async def _on_open(self, ev: OpenEvent) -> None:
         self.wuid = bare_jid(ev.jid)
         self.profile_name = ev.push_name
-        self.last_close = None
+        self.last_close = self.last_retry = None
         self._set_state("open")
         self._clear_code()
         await self._finish_attempts("success")
@@ -479,6 +486,7 @@ class InstanceRuntime:
             await self._finish_attempts(_ATTEMPT_OUTCOME.get(ev.reason, "failed"))
         if ev.will_reconnect:
             # Evolution sends no CONNECTION_UPDATE for a close it recovers from; consumers see `connecting`.
+            self.last_retry = ev
             self._set_state("connecting")
             return
         if ev.reason == CloseReason.QR_REFS_ENDED and not self._closed:

@@ -318,7 +318,10 @@ async def test_warn_without_compensation_the_strict_certificate_is_refused(
         assert resp.status_code == 200 and "pairingCode" not in body, body
         assert body["error"] is True and "No pairing code within 3 s" in body["message"], body
         assert "clock" not in body  # warn never refuses: the engine really tried
-
+        # ...and the answer says why nothing came, e.g. "(last attempt: connection closed (certificate, 500):
+        # certificate check 'intermediate_validity' failed: expired at ...; retrying)".
+        assert re.search(r"last attempt: connection closed \(certificate, \d+\): certificate check "
+                         r"'(intermediate|leaf)_validity' failed", body["message"]), body
         # The sandbox saw the engine's sockets end in the handshake: it refused the certificate.
         conns = sandbox.list_connections()
         assert conns and all(c["state"] in ("handshake", "closed") and c["phone"] is None for c in conns), conns

@@ -10,9 +10,10 @@ libfaketime notes (0.9.10, Python 3.11), checked when these tests were written:
   exits on SIGTERM and leaves the real child running (orphaned servers, pipes that never close).
 - `FAKETIME` must be a plain number of seconds (`+10820`): a compound spec such as `+3h00m20s`
   is silently misread (it shifted the clock by 180 s, not 3 h 00 m 20 s).
-- `FAKETIME_DONT_FAKE_MONOTONIC=1` keeps CLOCK_MONOTONIC real, so asyncio's timers, uvicorn and
-  the engine's keepalive run on true intervals and only the wall clock (`time.time()`) is shifted,
-  which is exactly what a host whose RTC was kept in local time looks like.
+- `FAKETIME_DONT_FAKE_MONOTONIC=1` keeps CLOCK_MONOTONIC real and shifts only the wall clock
+  (`time.time()`), which is exactly what a host whose RTC was kept in local time looks like.
+  With a constant offset the suite also passes when monotonic is shifted too (asyncio, uvicorn and
+  the engine only use monotonic differences), but the real fault never moves CLOCK_MONOTONIC.
 """
 
 from __future__ import annotations

@@ -9,11 +9,14 @@ gateway's `CLOCK_NTP_SERVERS`), the sandbox (a *strict* server: its certificates
 2. `compensate`: link by pairing code on the first try; webhook `date_time` is true UTC;
 3. `refuse`: connect refused (Evolution error shape + `clock`), `refused_clock` counted;
 4. `warn` (the control): the engine checks the certificate against host time and refuses it, so
-   the same link cannot even reach registration; once the sandbox's certificate is made lenient
-   the same process gets its code. Compensation is what made case 2 work.
+   the same link cannot even reach registration (the connect answer names the failed check); once
+   the sandbox's certificate is made lenient the same process gets its code. Compensation is what
+   made case 2 work.
 
-Also checked on the way: the gateway's HTTP `Date` is 3 h ahead (the shift is real), `/health`
-times, `pairingCodeExpiresAt` and the audit row's corrected time are true time.
+Also checked on the way: the gateway's HTTP `Date` is 3 h ahead (the shift is real); `/health`
+times, `pairingCodeExpiresAt`, the webhook JWT `iat`, `fetchInstances` `createdAt`/`updatedAt` and
+the audit row's corrected time are true time; `/health` is 503 under `refuse` while live/ready
+stay 200; doctor exits 1 (compensate) / 2 (refuse).
 """
 
 from __future__ import annotations
@@ -318,7 +321,7 @@ async def test_warn_without_compensation_the_strict_certificate_is_refused(
         assert resp.status_code == 200 and "pairingCode" not in body, body
         assert body["error"] is True and "No pairing code within 3 s" in body["message"], body
         assert "clock" not in body  # warn never refuses: the engine really tried
-        # ...and the answer says why nothing came, e.g. "(last attempt: connection closed (certificate, 500):
+        # ...and the answer says why nothing came, e.g. "(last attempt: connection closed (certificate, 495):
         # certificate check 'intermediate_validity' failed: expired at ...; retrying)".
         assert re.search(r"last attempt: connection closed \(certificate, \d+\): certificate check "
                          r"'(intermediate|leaf)_validity' failed", body["message"]), body

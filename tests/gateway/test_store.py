@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -10,7 +12,8 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from evolink.store import CredsCipher, Database, NameInUse, OutboxItem, SealError, SqlCredsStore, Store
+from evolink.gateway.creds import SqlCredsStore
+from evolink.store import CredsCipher, Database, NameInUse, OutboxItem, SealError, Store
 from evolink.store.models import Base
 from evolink.wa.creds import Creds
 
@@ -53,6 +56,16 @@ async def test_instance_crud_and_unique_name(store: Store) -> None:
     assert await store.get_instance("inst1") is None
     assert await store.get_setting(iid) is None
     await _make(store)  # name reusable at once
+
+
+def test_store_package_imports_no_upper_layer() -> None:
+    # The store serves api, gateway and wa: importing it must not pull any of them in.
+    code = ("import sys, evolink.store, evolink.store.repo, evolink.store.sealing; "
+            "print(','.join(sorted(m for m in sys.modules if m.startswith('evolink.'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         check=True).stdout
+    loaded = out.strip().split(",")
+    assert all(m.startswith(("evolink.store", "evolink.clock", "evolink.metrics")) for m in loaded), loaded
 
 
 async def test_creds_sealed_at_rest(store: Store) -> None:

@@ -26,11 +26,12 @@ from typing import Any
 
 from evolink.clock import Clock
 from evolink.gateway import names
+from evolink.gateway.creds import SqlCredsStore
 from evolink.gateway.observe import LinkGuard, allow_all, record_pairing_attempt
 from evolink.gateway.ports import EngineFactory, EnginePort, EngineRequest
 from evolink.gateway.qr import evolution_code, render_png_data_url
 from evolink.gateway.webhooks import EventPublisher, InstanceRef
-from evolink.store import SqlCredsStore, Store
+from evolink.store import Store
 from evolink.wa.events import (
     CloseEvent,
     CloseReason,

@@ -1,9 +1,8 @@
-"""Persistence: SQLAlchemy 2 async models, Alembic migrations, the creds store and the event outbox."""
+"""Persistence: SQLAlchemy 2 async models, Alembic migrations, the creds rows and the event outbox."""
 
-from evolink.store.creds import SqlCredsStore
 from evolink.store.db import Database, DatabaseError, normalise_postgres_url, open_database, sqlite_url
 from evolink.store.repo import NameInUse, OutboxItem, Store
 from evolink.store.sealing import CredsCipher, SealError
 
 __all__ = ["CredsCipher", "Database", "DatabaseError", "NameInUse", "OutboxItem", "SealError",
-           "SqlCredsStore", "Store", "normalise_postgres_url", "open_database", "sqlite_url"]
+           "Store", "normalise_postgres_url", "open_database", "sqlite_url"]

@@ -1,6 +1,8 @@
-"""The engine's `CredsStore` (evolink.wa.creds), backed by the `sessions` table.
+"""The engine's `CredsStore` (evolink.wa.creds), backed by the `sessions` table through `Store`.
 
-Creds are sealed with EVOLINK_SECRET_KEY when it is set (see `sealing`)."""
+It lives in the gateway, not in evolink.store, because it knows the engine's `Creds` type and the
+store must not import evolink.wa. Creds are sealed with EVOLINK_SECRET_KEY when it is set
+(see evolink.store.sealing)."""
 
 from __future__ import annotations
 

@@ -6,9 +6,9 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from evolink.store.db import Database
@@ -25,6 +25,8 @@ from evolink.store.sealing import CredsCipher
 
 if TYPE_CHECKING:
     from evolink.clock import Clock
+
+_Child = TypeVar("_Child", Setting, Webhook)  # the one-row-per-instance children
 
 SETTING_FIELDS = ("reject_call", "msg_call", "groups_ignore", "always_online", "read_messages", "read_status",
                   "sync_full_history", "wavoip_token")
@@ -115,33 +117,28 @@ class Store:
     # --- settings / webhook ----------------------------------------------------------------------
 
     async def get_setting(self, instance_id: str) -> Setting | None:
-        async with self.db.sessions() as s:
-            return (await s.execute(select(Setting).where(Setting.instance_id == instance_id))).scalar_one_or_none()
+        return await self._get_child(Setting, instance_id)
 
     async def upsert_setting(self, instance_id: str, values: dict[str, Any]) -> Setting:
-        async with self.db.sessions.begin() as s:
-            row = (await s.execute(select(Setting).where(Setting.instance_id == instance_id))).scalar_one_or_none()
-            if row is None:
-                now = self._now()
-                row = Setting(instance_id=instance_id, created_at=now, updated_at=now, **_setting_values(values))
-                s.add(row)
-            else:
-                for key, value in _setting_values(values).items():
-                    setattr(row, key, value)
-                row.updated_at = self._now()
-            await s.flush()
-            return row
+        """Omitted or null settings take their defaults, on update as on insert."""
+        return await self._upsert_child(Setting, instance_id, _setting_values(values))
 
     async def get_webhook(self, instance_id: str) -> Webhook | None:
-        async with self.db.sessions() as s:
-            return (await s.execute(select(Webhook).where(Webhook.instance_id == instance_id))).scalar_one_or_none()
+        return await self._get_child(Webhook, instance_id)
 
     async def upsert_webhook(self, instance_id: str, values: dict[str, Any]) -> Webhook:
+        return await self._upsert_child(Webhook, instance_id, values)
+
+    async def _get_child(self, model: type[_Child], instance_id: str) -> _Child | None:
+        async with self.db.sessions() as s:
+            return (await s.execute(select(model).where(model.instance_id == instance_id))).scalar_one_or_none()
+
+    async def _upsert_child(self, model: type[_Child], instance_id: str, values: dict[str, Any]) -> _Child:
         async with self.db.sessions.begin() as s:
-            row = (await s.execute(select(Webhook).where(Webhook.instance_id == instance_id))).scalar_one_or_none()
+            row = (await s.execute(select(model).where(model.instance_id == instance_id))).scalar_one_or_none()
             if row is None:
                 now = self._now()
-                row = Webhook(instance_id=instance_id, created_at=now, updated_at=now, **values)
+                row = model(instance_id=instance_id, created_at=now, updated_at=now, **values)
                 s.add(row)
             else:
                 for key, value in values.items():
@@ -230,16 +227,14 @@ class Store:
 
     async def due_heads(self, now: float, limit: int = 200) -> Sequence[OutboxEvent]:
         """The oldest pending event of each lane, if it is due: later ones wait (per-lane order)."""
-        heads = select(func.min(OutboxEvent.id)).where(OutboxEvent.status == "pending").group_by(OutboxEvent.lane)
-        q = (select(OutboxEvent).where(OutboxEvent.id.in_(heads), OutboxEvent.next_attempt_at <= now)
+        q = (select(OutboxEvent).where(OutboxEvent.id.in_(_lane_heads()), OutboxEvent.next_attempt_at <= now)
              .order_by(OutboxEvent.id).limit(limit))
         async with self.db.sessions() as s:
             return list((await s.execute(q)).scalars())
 
     async def next_due_at(self, exclude_lanes: Iterable[str] = ()) -> float | None:
         """When the earliest lane head (outside `exclude_lanes`, e.g. those in flight) becomes due."""
-        heads = select(func.min(OutboxEvent.id)).where(OutboxEvent.status == "pending").group_by(OutboxEvent.lane)
-        q = select(func.min(OutboxEvent.next_attempt_at)).where(OutboxEvent.id.in_(heads))
+        q = select(func.min(OutboxEvent.next_attempt_at)).where(OutboxEvent.id.in_(_lane_heads()))
         excluded = list(exclude_lanes)
         if excluded:
             q = q.where(OutboxEvent.lane.not_in(excluded))
@@ -267,6 +262,11 @@ class Store:
         async with self.db.sessions() as s:
             rows = (await s.execute(select(OutboxEvent.status, func.count()).group_by(OutboxEvent.status))).all()
             return {str(status): int(n) for status, n in rows}
+
+
+def _lane_heads() -> Select[int]:
+    """The id of each lane's oldest pending event (a lane's later events wait behind it)."""
+    return select(func.min(OutboxEvent.id)).where(OutboxEvent.status == "pending").group_by(OutboxEvent.lane)
 
 
 def _setting_values(values: dict[str, Any]) -> dict[str, Any]:

@@ -516,23 +516,28 @@ def _read_node(buf: bytes, pos: int, depth: int, max_depth: int) -> tuple[Node, 
     elif t == LIST_EMPTY:
         content = []
     elif t == BINARY_8 or t == BINARY_20 or t == BINARY_32:
-        if t == BINARY_8:
-            n = buf[pos]
-            pos += 1
-        elif t == BINARY_20:
-            n = ((buf[pos] & 0x0F) << 16) | (buf[pos + 1] << 8) | buf[pos + 2]
-            pos += 3
-        else:
-            n = (buf[pos] << 24) | (buf[pos + 1] << 16) | (buf[pos + 2] << 8) | buf[pos + 3]
-            pos += 4
-        end = pos + n
-        if end > len(buf):
-            raise DecodeError(f"truncated input (binary content of {n} bytes)")
-        content = buf[pos:end]
-        pos = end
+        start, pos = _binary_span(buf, pos, t, "binary content")
+        content = buf[start:pos]
     else:
         content, pos = _read_string(buf, pos, t, 0)
     return Node(header, attrs, content), pos
+
+
+def _binary_span(buf: bytes, pos: int, t: int, what: str) -> tuple[int, int]:
+    """Start and end of a BINARY_8/20/32 body; ``pos`` is just after the tag byte ``t``."""
+    if t == BINARY_8:
+        n = buf[pos]
+        pos += 1
+    elif t == BINARY_20:
+        n = ((buf[pos] & 0x0F) << 16) | (buf[pos + 1] << 8) | buf[pos + 2]
+        pos += 3
+    else:
+        n = (buf[pos] << 24) | (buf[pos + 1] << 16) | (buf[pos + 2] << 8) | buf[pos + 3]
+        pos += 4
+    end = pos + n
+    if end > len(buf):
+        raise DecodeError(f"truncated input ({what} of {n} bytes)")
+    return pos, end
 
 
 def _unpack(buf: bytes, pos: int, t: int) -> tuple[str, int]:
@@ -607,20 +612,9 @@ def _read_string(buf: bytes, pos: int, t: int, jdepth: int) -> tuple[str, int]:
             server = "interop"
         return f"{integrator}-{user}:{device}@{server}", pos
     if t == BINARY_8 or t == BINARY_20 or t == BINARY_32:
-        if t == BINARY_8:
-            n = buf[pos]
-            pos += 1
-        elif t == BINARY_20:
-            n = ((buf[pos] & 0x0F) << 16) | (buf[pos + 1] << 8) | buf[pos + 2]
-            pos += 3
-        else:
-            n = (buf[pos] << 24) | (buf[pos + 1] << 16) | (buf[pos + 2] << 8) | buf[pos + 3]
-            pos += 4
-        end = pos + n
-        if end > len(buf):
-            raise DecodeError(f"truncated input (string of {n} bytes)")
+        start, end = _binary_span(buf, pos, t, "string")
         # Invalid UTF-8 becomes U+FFFD, as Node's Buffer.toString does.
-        return buf[pos:end].decode("utf-8", "replace"), end
+        return buf[start:end].decode("utf-8", "replace"), end
     if DICTIONARY_0 <= t <= DICTIONARY_3:
         return _DOUBLE[t - DICTIONARY_0][buf[pos]], pos + 1
     if t == LIST_EMPTY:

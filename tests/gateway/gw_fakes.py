@@ -28,8 +28,7 @@ from evolink.wa.events import (
     PairingCodeEvent,
     QrEvent,
 )
-
-ALPHABET = "123456789ABCDEFGHJKLMNPQRSTVWXYZ"
+from evolink.wire.crypto import generate_pairing_code
 
 
 @dataclass
@@ -92,7 +91,7 @@ class FakeEngine:
                 raise RuntimeError("server refused companion_hello: 400 bad-request")
             self.companion_hellos += 1
             now = datetime.now(UTC)
-            code = "".join(secrets.choice(ALPHABET) for _ in range(8))
+            code = generate_pairing_code()
             self._code = PairingCodeEvent(code, phone, now, now + timedelta(seconds=160))
             self.emit(self._code)
             return self._code

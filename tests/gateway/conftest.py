@@ -1,4 +1,4 @@
-"""Fixtures for gateway tests: a migrated database on SQLite and on the local PostgreSQL."""
+"""Fixtures for gateway tests: a migrated database on SQLite and on the local PostgreSQL, a webhook receiver."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from gw_helpers import close_test_database, open_test_database
+from gw_helpers import Receiver, close_test_database, open_test_database
 
 from evolink.store import CredsCipher, Database, Store
 
@@ -23,3 +23,11 @@ async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
 @pytest.fixture
 def store(database: Database) -> Store:
     return Store(database, CredsCipher("test-secret"))
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    r = Receiver()
+    await r.start()
+    yield r
+    await r.stop()

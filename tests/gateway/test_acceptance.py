@@ -33,14 +33,6 @@ async def sandbox() -> AsyncIterator[Sandbox]:
         yield sb
 
 
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    r = Receiver()
-    await r.start()
-    yield r
-    await r.stop()
-
-
 def gw_settings(tmp_path: Path, sb: Sandbox, **extra: Any) -> Settings:
     values: dict[str, Any] = {"CONNECT_WAIT_SECONDS": 10, **extra}
     return make_settings(tmp_path, WA_WEBSOCKET_URL=sb.ws_url, WA_ROOT_PUBLIC_KEY=sb.root_public_key, **values)

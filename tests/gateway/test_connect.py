@@ -18,14 +18,6 @@ PHONE = "15550001111"
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    r = Receiver()
-    await r.start()
-    yield r
-    await r.stop()
-
-
-@pytest.fixture
 def hub() -> FakeHub:
     return FakeHub()
 

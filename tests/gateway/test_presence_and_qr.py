@@ -26,14 +26,6 @@ async def sandbox() -> AsyncIterator[Sandbox]:
         yield sb
 
 
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    r = Receiver()
-    await r.start()
-    yield r
-    await r.stop()
-
-
 def test_evolution_code_drops_prefix_and_platform_id() -> None:
     key = base64.b64encode(bytes(32)).decode()
     bare = f"2@abc,{key},{key},{key}"

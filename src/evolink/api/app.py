@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,6 +14,8 @@ from evolink import __version__
 from evolink.api.apikey import ApiKey, resolve_api_key
 from evolink.api.context import GatewayContext
 from evolink.api.errors import install_error_handlers
+from evolink.api.health import router as health_router
+from evolink.api.metrics import router as metrics_router
 from evolink.api.routes_config import router as config_router
 from evolink.api.routes_instance import router as instance_router
 from evolink.api.settings import Settings
@@ -60,15 +61,6 @@ def default_engine_factory(settings: Settings) -> EngineFactory:
     return real_engine_factory(ws_url=settings.WA_WEBSOCKET_URL, root_public_key=root,
                                phone_client=settings.CONFIG_SESSION_PHONE_CLIENT,
                                phone_name=settings.CONFIG_SESSION_PHONE_NAME)
-
-
-def _optional_router(module: str) -> Any:
-    """health/metrics routers belong to the clock guard; the gateway runs without them if absent."""
-    try:
-        return getattr(importlib.import_module(module), "router", None)
-    except ImportError:
-        log.warning("%s not available in this build", module)
-        return None
 
 
 def clock_link_guard(guard: Any) -> LinkGuard:
@@ -161,8 +153,6 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
     install_error_handlers(app)
     app.include_router(config_router)
     app.include_router(instance_router)
-    for module in ("evolink.api.health", "evolink.api.metrics"):
-        router = _optional_router(module)
-        if router is not None:
-            app.include_router(router)
+    app.include_router(health_router)
+    app.include_router(metrics_router)
     return app

@@ -76,10 +76,6 @@ class Store:
         async with self.db.sessions() as s:
             return (await s.execute(select(Instance).where(Instance.name == name))).scalar_one_or_none()
 
-    async def get_instance_by_id(self, instance_id: str) -> Instance | None:
-        async with self.db.sessions() as s:
-            return await s.get(Instance, instance_id)
-
     async def list_instances(self, *, client_name: str | None = None, token: str | None = None,
                              name: str | None = None, instance_id: str | None = None,
                              number: str | None = None) -> list[Instance]:
@@ -96,11 +92,6 @@ class Store:
             q = q.where(Instance.number == number)
         async with self.db.sessions() as s:
             return list((await s.execute(q)).scalars())
-
-    async def token_exists(self, token: str) -> bool:
-        async with self.db.sessions() as s:
-            n = await s.scalar(select(func.count()).select_from(Instance).where(Instance.token == token))
-            return bool(n)
 
     async def update_instance(self, instance_id: str, **values: Any) -> None:
         async with self.db.sessions.begin() as s:

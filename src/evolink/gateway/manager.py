@@ -13,7 +13,7 @@ from evolink.gateway import names, observe
 from evolink.gateway.observe import LinkGuard, allow_all
 from evolink.gateway.ports import EngineFactory
 from evolink.gateway.runtime import InstanceRuntime, NotConnected, RuntimeOptions
-from evolink.gateway.webhooks import EventPublisher, InstanceRef, WebhookTarget
+from evolink.gateway.webhooks import EventPublisher, WebhookTarget
 from evolink.store import Store
 from evolink.store.models import Instance
 
@@ -108,7 +108,7 @@ class InstanceManager:
             except Exception:  # Evolution 2.3.x aborts here with "[object Object]"; we carry on
                 log.exception("logout before delete failed; deleting anyway", extra={"instance": name})
         await rt.shutdown()
-        ref = InstanceRef(rt.name, rt.instance_id, rt.token, rt.wuid)
+        ref = rt.ref
         await self.publisher.publish(ref, names.INSTANCE_DELETE, {"instanceName": rt.name, "instanceId": rt.instance_id})
         await self.publisher.publish(ref, names.REMOVE_INSTANCE, None)
         # Synchronous cleanup (Evolution does it after replying): the name is reusable at once.

@@ -250,3 +250,24 @@ async def test_presence_is_accepted_silently_and_logged(sb: Sandbox) -> None:
     conn = next(c for c in sb.list_connections() if c["open"])
     assert conn["presence"]["type"] == "available" and conn["presence"]["name"] == "Evolink"
     await client.close()
+
+
+async def test_a_close_stuck_behind_a_blocked_send_aborts_the_link(
+        sb: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sandbox_connection, "CLOSE_TIMEOUT", 0.3)
+    client = await _login(sb, await _link(sb))
+    conn = _conn(sb, lambda c: c.open and c.state == "login")
+
+    # A peer whose TCP window stays shut: flow control pauses the transport, writes never drain.
+    async def never_drains(data: bytes) -> None:
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(conn.ws, "send", never_drains)
+    conn.ws.paused = True
+    await client.send(iq("w:p", "get", [Node("ping")]))
+    await _until(lambda: conn.stanza_counts["ping"] == 1)
+    await asyncio.wait_for(sb.kick(conn.id, 503), 3)
+    with pytest.raises(Closed):
+        await client.recv(within=3)  # the answer and the stream error never got out: link aborted
+    await _until(lambda: conn.closed_at is not None)
+    await _assert_released(conn, sb)

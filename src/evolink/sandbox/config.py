@@ -35,6 +35,10 @@ class SandboxConfig:
     idle_timeout: float = 60.0  # no frame from the client for this long -> close
     link_timeout: float = 15.0  # admin scan/link-code waits this long for the client's answers
     max_frame_size: int = (1 << 24) - 1
+    # Listen backlog of the WebSocket port (the kernel caps it at net.core.somaxconn). asyncio's
+    # default of 100 drops SYNs when thousands of clients reconnect at once, and the kernel's SYN
+    # retransmit backoff (1, 3, 7, 15, 31 s…) then stretches a login storm to a minute.
+    backlog: int = 4096
 
     # After login, tell the client its edge routing info (<ib><edge_routing>), as the real service
     # does; Baileys then opens later sockets with the "ED" intro. None disables it.

@@ -14,7 +14,6 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -129,8 +128,9 @@ class Connection:
         self._outbox: collections.deque[bytes | Node | _CloseRequest] = collections.deque()
         self._outbox_ready = asyncio.Event()
         self._closing_event = asyncio.Event()
-        self._close_deadline = 0.0
+        self._close_watchdog: asyncio.TimerHandle | None = None
         self._writer: asyncio.Task[None] | None = None
+        self._writer_busy = False  # the writer has taken a frame off the queue and is writing it
         self.presence: dict[str, str] | None = None
         self._waiters: dict[str, asyncio.Future[Node]] = {}
         self._finish_waiter: asyncio.Future[Node] | None = None
@@ -191,14 +191,14 @@ class Connection:
         """Start closing without waiting: queue ``final`` (if the stream is up), then the close frame.
 
         Frames already queued are still sent first (clients see e.g. an iq result before the
-        ``stream:error``) but without the latency fault; the writer aborts the TCP link if all this
+        ``stream:error``) but without the latency fault; a watchdog aborts the TCP link if all this
         does not finish within :data:`CLOSE_TIMEOUT` (a client that stopped reading).
         """
         if self._closing:
             return
         self._closing = True
         self._closing_event.set()
-        self._close_deadline = time.monotonic() + CLOSE_TIMEOUT
+        self._close_watchdog = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self._close_overdue)
         self.close_reason = self.close_reason or reason or f"closed ({code})"
         self.sb._connection_closing(self)
         if final is not None and self._transport is not None:
@@ -209,7 +209,7 @@ class Connection:
             self._writer = asyncio.get_running_loop().create_task(self._write_loop())
 
     async def wait_closed(self) -> None:
-        """Wait (bounded by the writer's own deadline) until the close frame went out or the link was cut."""
+        """Wait until the close frame went out or the link was cut (at most ~CLOSE_TIMEOUT: watchdog)."""
         if self._writer is not None:
             await asyncio.wait({self._writer})
 
@@ -226,7 +226,8 @@ class Connection:
     # ------------------------------------------------------------------------ main loop
     async def run(self) -> None:
         log.info("connection open", extra={"conn": self.id, "remote": self.remote})
-        self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._write_loop())
         try:
             if self.sb.faults.drop_after_frames == 0:
                 self.abort("fault: drop after 0 frames")
@@ -258,6 +259,8 @@ class Connection:
         self._closing_event.set()
         self.sb._connection_closing(self)
         self._outbox.clear()
+        if self._close_watchdog is not None:
+            self._close_watchdog.cancel()
         if self._writer is not None:
             self._writer.cancel()  # the socket is gone: nothing queued can be delivered any more
         for task in list(self._tasks):
@@ -315,14 +318,26 @@ class Connection:
 
     # ----------------------------------------------------------------------------- sending
     async def _send_frame(self, payload: bytes) -> None:
-        """Queue an unencrypted frame (the handshake's server hello)."""
-        self._enqueue(payload)
+        """Send an unencrypted frame (the handshake's server hello); see :meth:`send_node`."""
+        await self._send(payload)
 
     async def send_node(self, node: Node) -> None:
-        """Queue ``node``; returns at once (raises :class:`_Gone` if the socket is closing)."""
+        """Send ``node`` without ever waiting on the client (raises :class:`_Gone` if closing).
+
+        Written at once when nothing is queued, no latency fault is set and the transport is not
+        paused by flow control (then ``ws.send`` does not suspend); queued for the writer otherwise.
+        The fast path keeps answers as prompt as a direct write on a loaded sandbox.
+        """
         if self._transport is None:
             raise _Gone()
-        self._enqueue(node)
+        await self._send(node)
+
+    async def _send(self, item: bytes | Node) -> None:
+        if (not self._outbox and not self._writer_busy and not self._closing
+                and not self.sb.faults.latency_ms and not self.ws.paused):
+            await self._write(item)
+        else:
+            self._enqueue(item)
 
     def _enqueue(self, item: bytes | Node) -> None:
         if self._closing:
@@ -356,52 +371,45 @@ class Connection:
                     continue  # the queue was cleared (abort) while we waited
                 self._outbox.popleft()
                 if isinstance(item, _CloseRequest):
-                    await self._bounded(self.ws.close(item.code, item.reason))
+                    await self.ws.close(item.code, item.reason)
                     return
-                if isinstance(item, Node):
-                    assert self._transport is not None
-                    payload = self._transport.encrypt(binary.encode(item))
-                else:
-                    payload = item
-                await self._bounded(self.ws.send(frames.encode_frame(payload)))
-                self.frames_out += 1
-                drop = self.sb.faults.drop_after_frames
-                if drop is not None and self.frames_out >= drop:
-                    self.abort(f"fault: drop after {drop} frames")
-                    return
+                self._writer_busy = True
+                try:
+                    if not await self._write(item):
+                        return
+                finally:
+                    self._writer_busy = False
         except (ConnectionClosed, OSError):
             self._outbox.clear()  # the reader sees the closed socket and tears down
-        except TimeoutError:
-            log.info("close did not finish in time; aborting", extra={"conn": self.id})
-            self._outbox.clear()
-            self.ws.transport.abort()
         except Exception:
             log.exception("connection writer failed", extra={"conn": self.id})
             self._outbox.clear()
             self.ws.transport.abort()
 
-    async def _bounded(self, op: Coroutine[Any, Any, None]) -> None:
-        """Await a send/close; once the socket is closing, only until the close deadline.
+    async def _write(self, item: bytes | Node) -> bool:
+        """Encrypt (nodes) and write one frame; False once the drop fault has cut the link."""
+        if isinstance(item, Node):
+            assert self._transport is not None
+            payload = self._transport.encrypt(binary.encode(item))
+        else:
+            payload = item
+        await self.ws.send(frames.encode_frame(payload))
+        self.frames_out += 1
+        drop = self.sb.faults.drop_after_frames
+        if drop is not None and self.frames_out >= drop:
+            self.abort(f"fault: drop after {drop} frames")
+            return False
+        return True
 
-        A send that started before the close (and blocks on a client that stopped reading) is
-        bounded too: we watch for the close while it runs. Raises TimeoutError past the deadline.
+    def _close_overdue(self) -> None:
+        """The close did not finish in time (a client that stopped reading): cut the TCP link.
+
+        The abort also ends a send that is blocked on such a client, so the writer can exit.
         """
-        task = asyncio.ensure_future(op)
-        try:
-            if not self._closing:
-                closing = asyncio.ensure_future(self._closing_event.wait())
-                try:
-                    await asyncio.wait({task, closing}, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    closing.cancel()
-            if not task.done():
-                await asyncio.wait({task}, timeout=max(0.0, self._close_deadline - time.monotonic()))
-                if not task.done():
-                    raise TimeoutError
-            task.result()
-        finally:
-            if not task.done():
-                task.cancel()
+        if self._writer is not None and not self._writer.done():
+            log.info("close did not finish in time; aborting", extra={"conn": self.id})
+            self._outbox.clear()
+            self.ws.transport.abort()
 
     async def _request(self, node: Node, within: float) -> Node:
         """Send a server-initiated iq and wait for the client's result/error with the same id."""
@@ -658,7 +666,7 @@ class Connection:
             platform = reg.platform_display or self.registration.platform
             return await self.link_device(phone, identity_public=companion_identity, adv_secret=adv_secret,
                                           method="code", platform=platform)
-        except _Gone as exc:
+        except (_Gone, ConnectionClosed) as exc:
             raise AdminError(409, "connection_closed", "the companion's socket is closing") from exc
         finally:
             self._linking = False

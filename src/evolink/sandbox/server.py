@@ -95,6 +95,7 @@ class Sandbox:
             ping_interval=None,  # liveness is the client's w:p keepalive plus our idle timeout
             max_size=cfg.max_frame_size + 1024,  # one frame plus the intro header
             open_timeout=cfg.handshake_timeout,
+            backlog=cfg.backlog,
             close_timeout=2,
             server_header="evolink-sandbox",
         )

@@ -25,7 +25,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from evolink import __version__
-from evolink.clock.base import Clock, SystemClock
+from evolink.clock.base import Clock, SystemClock, iso_utc
 from evolink.clock.guard import ClockGuard
 from evolink.clock.policy import decide_link
 from evolink.clock.status import iso
@@ -124,7 +124,7 @@ class HealthService:
         return tuple(self._checks)
 
     def _now(self) -> str:
-        return self.clock.now().isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return iso_utc(self.clock.now())
 
     async def _run_one(self, key: str, check: _Check) -> list[CheckResult]:
         try:

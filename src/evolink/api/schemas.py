@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from evolink.api.settings import EVENT_KEYS
+from evolink.clock.base import iso_utc
 from evolink.store.models import Instance, Setting, Webhook
-
-
-def iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _check_events(events: list[str] | None) -> list[str] | None:
@@ -120,7 +114,7 @@ def setting_row(row: Setting | None) -> dict[str, Any] | None:
     return {"id": row.id, "rejectCall": row.reject_call, "msgCall": row.msg_call, "groupsIgnore": row.groups_ignore,
             "alwaysOnline": row.always_online, "readMessages": row.read_messages, "readStatus": row.read_status,
             "syncFullHistory": row.sync_full_history, "wavoipToken": row.wavoip_token,
-            "createdAt": iso(row.created_at), "updatedAt": iso(row.updated_at), "instanceId": row.instance_id}
+            "createdAt": iso_utc(row.created_at), "updatedAt": iso_utc(row.updated_at), "instanceId": row.instance_id}
 
 
 def webhook_row(row: Webhook | None) -> dict[str, Any] | None:
@@ -128,7 +122,7 @@ def webhook_row(row: Webhook | None) -> dict[str, Any] | None:
         return None
     return {"id": row.id, "url": row.url, "headers": row.headers, "enabled": row.enabled, "events": row.events,
             "webhookByEvents": row.webhook_by_events, "webhookBase64": row.webhook_base64,
-            "createdAt": iso(row.created_at), "updatedAt": iso(row.updated_at), "instanceId": row.instance_id}
+            "createdAt": iso_utc(row.created_at), "updatedAt": iso_utc(row.updated_at), "instanceId": row.instance_id}
 
 
 def instance_row(row: Instance, setting: Setting | None, live_state: str | None) -> dict[str, Any]:
@@ -138,8 +132,8 @@ def instance_row(row: Instance, setting: Setting | None, live_state: str | None)
         "ownerJid": row.owner_jid, "profileName": row.profile_name, "profilePicUrl": row.profile_pic_url,
         "integration": row.integration, "number": row.number, "businessId": row.business_id, "token": row.token,
         "clientName": row.client_name, "disconnectionReasonCode": row.disconnection_reason_code,
-        "disconnectionObject": row.disconnection_object, "disconnectionAt": iso(row.disconnection_at),
-        "createdAt": iso(row.created_at), "updatedAt": iso(row.updated_at),
+        "disconnectionObject": row.disconnection_object, "disconnectionAt": iso_utc(row.disconnection_at),
+        "createdAt": iso_utc(row.created_at), "updatedAt": iso_utc(row.updated_at),
         "Chatwoot": None, "Proxy": None, "Rabbitmq": None, "Nats": None, "Sqs": None, "Websocket": None,
         "Setting": setting_row(setting), "_count": {"Message": 0, "Contact": 0, "Chat": 0},
     }

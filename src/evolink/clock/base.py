@@ -12,7 +12,18 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Protocol, overload
+
+
+@overload
+def iso_utc(value: datetime) -> str: ...
+@overload
+def iso_utc(value: None) -> None: ...
+def iso_utc(value: datetime | None) -> str | None:
+    """JavaScript's ``Date.toISOString()`` form (``2024-05-01T12:00:00.123Z``), as Evolution emits times."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Clock(Protocol):

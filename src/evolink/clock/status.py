@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from evolink.clock.base import UpstreamSample
+from evolink.clock.base import UpstreamSample, iso_utc
 from evolink.clock.httpdate import HttpDateResult
 from evolink.clock.kernel import KernelState
 from evolink.clock.select import Selection
@@ -15,7 +15,7 @@ from evolink.clock.verdict import NtpState, Verdict, VerdictCode
 
 
 def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_utc(datetime.fromtimestamp(ts, UTC))
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from evolink.clock import Clock
+from evolink.clock.base import iso_utc
 from evolink.gateway import names
 from evolink.gateway.creds import SqlCredsStore
 from evolink.gateway.observe import LinkGuard, allow_all, record_pairing_attempt
@@ -213,8 +214,8 @@ class InstanceRuntime:
         body["count"] = self.qr.count
         if self.mode == "code" and self.qr.pairing_code is not None:
             issued, expires = self.qr.code_issued_at, self.qr.code_expires_at
-            body["pairingCodeIssuedAt"] = _iso(issued)
-            body["pairingCodeExpiresAt"] = _iso(expires)
+            body["pairingCodeIssuedAt"] = iso_utc(issued)
+            body["pairingCodeExpiresAt"] = iso_utc(expires)
             body["pairingCodeExpiresIn"] = (
                 max(0, int((expires - self.clock.now()).total_seconds())) if expires is not None else None)
         return body
@@ -456,7 +457,7 @@ class InstanceRuntime:
             return
         self._announced_code = ev.code
         log.info("pairing code issued", extra={"instance": self.name, "code_suffix": ev.code[-2:],
-                                               "expires_at": _iso(ev.expires_at)})
+                                               "expires_at": iso_utc(ev.expires_at)})
         await self._finish_attempts("superseded")
         await self._record_attempt("code", ev.code, ev.expires_at)
         await self._emit(names.QRCODE_UPDATED, {"qrcode": {"instance": self.name, "pairingCode": ev.code,
@@ -544,7 +545,7 @@ class InstanceRuntime:
         self._notify()
 
     def _status_instance(self, code: int, at: datetime, message: str) -> dict[str, Any]:
-        return {"instance": self.name, "status": "closed", "disconnectionAt": _iso(at),
+        return {"instance": self.name, "status": "closed", "disconnectionAt": iso_utc(at),
                 "disconnectionReasonCode": code, "disconnectionObject": json.dumps({"message": message})}
 
     async def _emit(self, event: str, data: Any) -> None:
@@ -603,9 +604,3 @@ class InstanceRuntime:
             return
         for row in rows:
             record_pairing_attempt(row.method, outcome, row.duration_seconds)
-
-
-def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

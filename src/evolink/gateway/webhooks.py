@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 
 from evolink.clock import Clock, SystemClock
+from evolink.clock.base import iso_utc
 from evolink.gateway.jwt import webhook_jwt
 from evolink.gateway.names import event_key, event_suffix
 from evolink.store import OutboxItem, Store
@@ -108,7 +109,7 @@ class EventPublisher:
             "data": data,
             "destination": destination,
             # True UTC from the corrected clock (Evolution emits local wall time with a `Z`).
-            "date_time": self._clock.now().isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "date_time": iso_utc(self._clock.now()),
         }
         if inst.wuid:
             env["sender"] = inst.wuid

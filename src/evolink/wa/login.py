@@ -43,5 +43,9 @@ async def handle_success(engine: Engine, conn: Connection, success: Node) -> Non
     try:
         if await prekeys.check_digest(conn, creds, cfg.prekey_upload_count):
             await engine.save_creds(creds)
-    except (IqError, QueryTimeout, ConnectionLost) as exc:
+    except ConnectionLost as exc:
+        # The socket closed while the check was in flight (logout, close, replaced): nothing to warn about;
+        # the check runs again on the next login.
+        log.debug("key-bundle digest check abandoned: %s", exc)
+    except (IqError, QueryTimeout) as exc:
         log.warning("key-bundle digest check failed: %s", exc)

@@ -98,10 +98,6 @@ class _Steps:
         print(f"     {text}", flush=True)
 
 
-def _mask(code: str) -> str:
-    return "*" * (len(code) - 2) + code[-2:]
-
-
 @contextlib.asynccontextmanager
 async def _gateway(data_dir: Path, ws_url: str, root_hex: str) -> AsyncIterator[Any]:
     import httpx
@@ -130,6 +126,7 @@ async def _call(client: Any, method: str, path: str, expect: int, **kwargs: Any)
 
 async def _demo(phone: str, instance: str) -> int:
     from evolink.sandbox.server import Sandbox
+    from evolink.wa.pair_code import mask
 
     steps = _Steps()
     hooks = _Hooks()
@@ -158,7 +155,7 @@ async def _demo(phone: str, instance: str) -> int:
                     code = first.get("pairingCode")
                     if not code:
                         raise DemoFailed(f"no pairing code in the first response: {first}")
-                    steps.note(f"pairing code {_mask(code)} (server-confirmed, expires in "
+                    steps.note(f"pairing code {mask(code)} (server-confirmed, expires in "
                                f"{first.get('pairingCodeExpiresIn')} s)")
                     again = await steps.run("GET connect twice more (same code expected)", asyncio.gather(
                         *(_call(client, "GET", f"/instance/connect/{instance}", 200, params={"number": phone})

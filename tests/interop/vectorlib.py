@@ -11,6 +11,7 @@ import hashlib
 import json
 import shutil
 import subprocess
+import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -88,17 +89,7 @@ def node_to_json(node: Node, inline_limit: int) -> JsonNode:
 
 def node_to_input_json(node: Node) -> JsonNode:
     """An evolink ``Node`` as input JSON for the node helper scripts (bytes always inline)."""
-    c = node.content
-    content: dict[str, Any] | None
-    if c is None:
-        content = None
-    elif isinstance(c, str):
-        content = {"text": c}
-    elif isinstance(c, bytes | bytearray):
-        content = {"bytes_b64": base64.b64encode(bytes(c)).decode("ascii")}
-    else:
-        content = {"nodes": [node_to_input_json(n) for n in c]}
-    return {"tag": node.tag, "attrs": dict(node.attrs), "content": content}
+    return node_to_json(node, inline_limit=sys.maxsize)
 
 
 @cache

@@ -51,10 +51,7 @@ def database_url(env: Mapping[str, str]) -> str:
     provider = (env.get("DATABASE_PROVIDER") or "sqlite").strip().lower()
     uri = (env.get("DATABASE_CONNECTION_URI") or "").strip()
     if provider == "sqlite":
-        if uri:
-            if not uri.startswith("sqlite"):
-                raise ValueError("DATABASE_CONNECTION_URI: expected a sqlite:/// URI for DATABASE_PROVIDER=sqlite")
-            return uri.replace("sqlite://", "sqlite+aiosqlite://", 1) if "+" not in uri.split(":")[0] else uri
+        # As the gateway: SQLite always lives in EVOLINK_DATA_DIR; DATABASE_CONNECTION_URI is not read.
         return f"sqlite+aiosqlite:///{_data_dir(env) / 'evolink.db'}"
     if provider in ("postgresql", "postgres", "psql_bouncer"):
         if not uri:

@@ -130,6 +130,10 @@ def test_database_url_normalisation(tmp_path: Path) -> None:
                          "DATABASE_CONNECTION_URI": "postgresql://u:p@db:5432/evo?schema=public&sslmode=require"}) \
         == "postgresql+asyncpg://u:p@db:5432/evo?sslmode=require"
     assert database_url({"EVOLINK_DATA_DIR": str(tmp_path)}) == f"sqlite+aiosqlite:///{tmp_path}/evolink.db"
+    # The gateway ignores DATABASE_CONNECTION_URI under sqlite; the doctor checks the file it really opens.
+    assert database_url({"EVOLINK_DATA_DIR": str(tmp_path), "DATABASE_PROVIDER": "sqlite",
+                         "DATABASE_CONNECTION_URI": "postgresql://u:p@db:5432/evo"}) \
+        == f"sqlite+aiosqlite:///{tmp_path}/evolink.db"
     with pytest.raises(ValueError, match="DATABASE_CONNECTION_URI"):
         database_url({"DATABASE_PROVIDER": "postgresql"})
 

@@ -22,22 +22,17 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from evolink.api.apikey import KEY_FILE
 from evolink.api.health import CheckFn, CheckResult, HealthService
+from evolink.api.settings import default_data_dir
 from evolink.clock.config import ClockConfig, ClockConfigError
 from evolink.clock.guard import ClockGuard
 from evolink.clock.kernel import KernelState, read_kernel_state
 from evolink.clock.status import ClockStatus
 from evolink.clock.timezone import tzdata_version
 
-API_KEY_FILE = "apikey"  # same name as evolink.api.apikey.KEY_FILE
 EVOLUTION_DEFAULT_KEY = "BQYHJGJHJ"  # Evolution's public fallback key: never acceptable
 EXIT = {"pass": 0, "warn": 1, "fail": 2}
-
-
-def default_data_dir() -> Path:
-    """Mirror of the gateway default: ``./data`` if the cwd is writable, else ``~/.evolink``."""
-    cwd = Path.cwd()
-    return cwd / "data" if os.access(cwd, os.W_OK) else Path.home() / ".evolink"
 
 
 def _data_dir(env: Mapping[str, str]) -> Path:
@@ -154,7 +149,7 @@ def api_key_check(env: Mapping[str, str]) -> CheckFn:
 
 def _api_key_result(env: Mapping[str, str]) -> CheckResult:
     key = (env.get("AUTHENTICATION_API_KEY") or "").strip()
-    path = _data_dir(env) / API_KEY_FILE
+    path = _data_dir(env) / KEY_FILE
     if key == EVOLUTION_DEFAULT_KEY:
         return CheckResult("fail", "env", "source", "AUTHENTICATION_API_KEY is Evolution's public default "
                            "key: anyone can drive this gateway; set a random key")

@@ -14,9 +14,9 @@ from collections import OrderedDict
 
 from evolink.clock.base import Clock
 from evolink.wa.socket import FrameSocket
-from evolink.wire.certs import CertChainInfo, CertInfo, verify_cert_chain
+from evolink.wire.certs import CertChainInfo, check_chain_validity, verify_cert_chain
 from evolink.wire.crypto import KeyPair
-from evolink.wire.errors import CertificateError, NoiseError
+from evolink.wire.errors import NoiseError
 from evolink.wire.noise import NoiseInitiator, Transport
 
 log = logging.getLogger("evolink.wa.handshake")
@@ -33,13 +33,6 @@ _VERIFIED: OrderedDict[tuple[bytes, bytes, bytes], CertChainInfo] = OrderedDict(
 _VERIFIED_MAX = 64
 
 
-def _check_window(check: str, cert: CertInfo, now: float, tolerance: float) -> None:
-    if now + tolerance < cert.not_before:
-        raise CertificateError(check, f"not valid before {cert.not_before} (now {now:.0f})")
-    if now - tolerance > cert.not_after:
-        raise CertificateError(check, f"expired at {cert.not_after} (now {now:.0f})")
-
-
 def check_server_certificate(payload: bytes, *, server_static: bytes, root_public_key: bytes, now: float,
                              tolerance: float) -> CertChainInfo:
     """Full chain verification (``evolink.wire.certs``), memoising only the clock-independent part."""
@@ -52,8 +45,7 @@ def check_server_certificate(payload: bytes, *, server_static: bytes, root_publi
         if len(_VERIFIED) > _VERIFIED_MAX:
             _VERIFIED.popitem(last=False)
         return info
-    _check_window("intermediate_validity", info.intermediate, now, tolerance)
-    _check_window("leaf_validity", info.leaf, now, tolerance)
+    check_chain_validity(info, now=now, tolerance=tolerance)
     return info
 
 

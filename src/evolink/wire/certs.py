@@ -107,6 +107,13 @@ def _check_validity(check: str, cert: CertInfo, now: float, tolerance: float) ->
         raise CertificateError(check, f"expired at {cert.not_after} (now {now:.0f})")
 
 
+def check_chain_validity(info: CertChainInfo, *, now: float, tolerance: float = 0) -> None:
+    """The clock-dependent part of ``verify_cert_chain``: both validity windows, intermediate first
+    (callers that memoise a verified chain re-run only this on every handshake)."""
+    _check_validity("intermediate_validity", info.intermediate, now, tolerance)
+    _check_validity("leaf_validity", info.leaf, now, tolerance)
+
+
 def verify_cert_chain(
     payload: bytes,
     *,
@@ -154,6 +161,6 @@ def verify_cert_chain(
     if not hmac.compare_digest(leaf_info.key, bytes(server_static)):
         raise CertificateError("leaf_key", "leaf key does not match the server static key")
 
-    _check_validity("intermediate_validity", inter_info, now, tolerance)
-    _check_validity("leaf_validity", leaf_info, now, tolerance)
-    return CertChainInfo(intermediate=inter_info, leaf=leaf_info)
+    info = CertChainInfo(intermediate=inter_info, leaf=leaf_info)
+    check_chain_validity(info, now=now, tolerance=tolerance)
+    return info

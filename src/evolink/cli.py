@@ -41,13 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     target = COMMANDS[name][0]
     module_name, func_name = target.split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("evolink"):
-            print(f"evolink: '{name}' is not available in this build yet", file=sys.stderr)
-            return 2
-        raise
+    module = importlib.import_module(module_name)
     rc = getattr(module, func_name)(rest)
     return int(rc or 0)
 

@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from evolink.gateway.ports import EngineFactory, EnginePort, EngineRequest
-
-
-def _engine_class() -> Any:
-    wa = importlib.import_module("evolink.wa")
-    cls = getattr(wa, "Engine", None)
-    if cls is None:
-        cls = importlib.import_module("evolink.wa.engine").Engine
-    return cls
 
 
 def real_engine_factory(*, ws_url: str, root_public_key: bytes | None, phone_client: str, phone_name: str,
@@ -21,8 +12,7 @@ def real_engine_factory(*, ws_url: str, root_public_key: bytes | None, phone_cli
     """QR mode announces CONFIG_SESSION_PHONE_CLIENT/NAME like Evolution; code mode keeps the engine's
     default browser (Evolution omits `browser` there: unusual tuples get no phone notification)."""
     from evolink.wa.config import EngineConfig
-
-    engine_cls = _engine_class()
+    from evolink.wa.engine import Engine
 
     def make(req: EngineRequest) -> EnginePort:
         kwargs: dict[str, Any] = {"ws_url": ws_url, "extra": {"instance": req.instance_name}}
@@ -31,7 +21,6 @@ def real_engine_factory(*, ws_url: str, root_public_key: bytes | None, phone_cli
         if req.mode == "qr":
             kwargs.update(browser_os=phone_client, browser_name=phone_name)
         kwargs.update(overrides or {})
-        engine: EnginePort = engine_cls(EngineConfig(**kwargs), req.creds_store, req.clock)
-        return engine
+        return Engine(EngineConfig(**kwargs), req.creds_store, req.clock)
 
     return make

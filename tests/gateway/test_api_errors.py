@@ -11,6 +11,8 @@ from fastapi import FastAPI
 from gw_fakes import FakeHub
 from gw_helpers import create_instance, make_settings, running_gateway
 
+from evolink.wa.config import DEFAULT_VERSION
+
 
 @pytest.fixture
 async def gw(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, FastAPI]]:
@@ -107,6 +109,7 @@ async def test_root_fetch_settings_webhook(gw: tuple[httpx.AsyncClient, FastAPI]
     root = (await client.get("/", headers={"apikey": ""})).json()
     assert root["status"] == 200 and root["message"] == "Welcome to the Evolution API, it is working!"
     assert root["version"] == "2.3.7" and root["clientName"] == "evolution"
+    assert root["whatsappWebVersion"] == ".".join(map(str, DEFAULT_VERSION))  # the version the engine announces
     await create_instance(client, "f", rejectCall=True)
     rows = (await client.get("/instance/fetchInstances")).json()
     assert isinstance(rows, list) and rows[0]["name"] == "f" and rows[0]["connectionStatus"] == "close"

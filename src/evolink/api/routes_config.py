@@ -11,18 +11,12 @@ from evolink.api.auth import instance_guard
 from evolink.api.context import GatewayContext, get_context
 from evolink.api.schemas import SettingsBody, WebhookSetBody, setting_row, webhook_row
 from evolink.store.models import Instance
+from evolink.wa.config import DEFAULT_VERSION
 
 router = APIRouter()
 
 EVOLUTION_VERSION = "2.3.7"
-
-
-def _wa_web_version() -> str:
-    try:
-        from evolink.wa.config import DEFAULT_VERSION
-    except ImportError:  # pragma: no cover - engine missing from the build
-        return "2.3000.0"
-    return ".".join(str(p) for p in DEFAULT_VERSION)
+WA_WEB_VERSION = ".".join(str(p) for p in DEFAULT_VERSION)  # what the engine announces
 
 
 @router.get("/", tags=["server"], summary="Welcome / liveness (Evolution's de-facto health check)")
@@ -33,7 +27,7 @@ async def root(ctx: GatewayContext = Depends(get_context)) -> dict[str, Any]:
         "version": EVOLUTION_VERSION,
         "clientName": ctx.settings.DATABASE_CONNECTION_CLIENT_NAME,
         "documentation": "/docs",
-        "whatsappWebVersion": _wa_web_version(),
+        "whatsappWebVersion": WA_WEB_VERSION,
         "evolink": __version__,
     }
 

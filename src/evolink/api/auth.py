@@ -15,7 +15,8 @@ from evolink.api.errors import ApiError
 from evolink.store.models import Instance
 
 
-def _same(a: str, b: str) -> bool:
+def same_key(a: str, b: str) -> bool:
+    """Constant-time comparison of a presented key with a stored one."""
     return hmac.compare_digest(a.encode(), b.encode())
 
 
@@ -32,12 +33,12 @@ async def instance_guard(instanceName: str, request: Request,
     key = presented_key(request)
     if key is None:
         raise ApiError(401)
-    if _same(key, ctx.api_key.value) or _same(key, row.token):
+    if same_key(key, ctx.api_key.value) or same_key(key, row.token):
         return row
     raise ApiError(401)
 
 
 async def global_guard(request: Request, ctx: GatewayContext = Depends(get_context)) -> None:
     key = presented_key(request)
-    if key is None or not _same(key, ctx.api_key.value):
+    if key is None or not same_key(key, ctx.api_key.value):
         raise ApiError(401)

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 
-from evolink.api.auth import global_guard, instance_guard, presented_key
+from evolink.api.auth import global_guard, instance_guard, presented_key, same_key
 from evolink.api.context import GatewayContext, get_context
 from evolink.api.errors import ApiError
 from evolink.api.schemas import InstanceCreateBody, PresenceBody, instance_row
@@ -113,7 +113,7 @@ async def fetch_instances(request: Request, instanceName: str | None = None,
     key = presented_key(request)
     if key is None:
         raise ApiError(401)
-    if key == ctx.api_key.value:
+    if same_key(key, ctx.api_key.value):
         if instanceId or number:
             rows = await ctx.store.list_instances(instance_id=instanceId, number=number)
             if not rows:

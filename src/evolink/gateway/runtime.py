@@ -169,7 +169,8 @@ class InstanceRuntime:
                 method = "code" if (phone or (not starting and self.mode == "code")) else "qr"
                 refusal = await self.link_guard(method)
                 if refusal is not None:
-                    await self._record_refusal(method)
+                    # Counted in metrics by the clock guard itself; here only the audit row.
+                    await self._record_attempt(method, None, None, outcome="refused_clock")
                     body: dict[str, Any] = {"error": True, "message": refusal.message}
                     if refusal.clock:
                         body["clock"] = refusal.clock
@@ -575,26 +576,16 @@ class InstanceRuntime:
         best = max(samples, key=lambda s: s.observed_at)
         return system_now + timedelta(seconds=best.offset)
 
-    async def _record_attempt(self, method: str, code: str | None, expires_at: datetime | None) -> None:
+    async def _record_attempt(self, method: str, code: str | None, expires_at: datetime | None, *,
+                              outcome: str = "pending") -> None:
         system_now = datetime.now(UTC)
         try:
             await self.store.add_pairing_attempt(
                 instance_id=self.instance_id, method=method, code=code, issued_at_system=system_now,
                 issued_at_corrected=self.clock.now(), issued_at_server=self._server_time(system_now),
-                expires_at=expires_at)
+                expires_at=expires_at, outcome=outcome)
         except Exception:
-            log.exception("could not record pairing attempt", extra={"instance": self.name})
-
-    async def _record_refusal(self, method: str) -> None:
-        # Counted in metrics by the clock guard itself; here only the audit row.
-        system_now = datetime.now(UTC)
-        try:
-            await self.store.add_pairing_attempt(
-                instance_id=self.instance_id, method=method, code=None, issued_at_system=system_now,
-                issued_at_corrected=self.clock.now(), issued_at_server=self._server_time(system_now),
-                expires_at=None, outcome="refused_clock")
-        except Exception:
-            log.exception("could not record refused attempt", extra={"instance": self.name})
+            log.exception("could not record pairing attempt", extra={"instance": self.name, "outcome": outcome})
 
     async def _finish_attempts(self, outcome: str) -> None:
         try:

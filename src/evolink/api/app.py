@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from fastapi import FastAPI
@@ -19,7 +19,7 @@ from evolink.api.metrics import router as metrics_router
 from evolink.api.routes_config import router as config_router
 from evolink.api.routes_instance import router as instance_router
 from evolink.api.settings import Settings
-from evolink.clock import Clock, CorrectedClock, SkewPolicy
+from evolink.clock import Clock, ClockGuard, CorrectedClock, SkewPolicy
 from evolink.gateway import (
     DeliveryWorker,
     EngineFactory,
@@ -63,7 +63,7 @@ def default_engine_factory(settings: Settings) -> EngineFactory:
                                phone_name=settings.CONFIG_SESSION_PHONE_NAME)
 
 
-def clock_link_guard(guard: Any) -> LinkGuard:
+def clock_link_guard(guard: ClockGuard) -> LinkGuard:
     """Adapt `ClockGuard.authorize_link` (it logs and counts refusals itself) to the gateway's hook."""
 
     async def check(method: str) -> LinkRefusal | None:
@@ -78,13 +78,12 @@ def clock_link_guard(guard: Any) -> LinkGuard:
 def create_app(settings: Settings, *, engine_factory: EngineFactory | None = None, clock: Clock | None = None,
                link_guard: LinkGuard | None = None, api_key: ApiKey | None = None,
                http_client: httpx.AsyncClient | None = None, db_schema: str | None = None,
-               sandbox_admin_url: str | None = None, clock_guard: Any = "auto") -> FastAPI:
+               sandbox_admin_url: str | None = None,
+               clock_guard: ClockGuard | Literal["auto"] | None = "auto") -> FastAPI:
     """Build the app; everything with I/O starts in the lifespan (database, instances, webhook worker,
     clock guard). `clock_guard="auto"` builds `evolink.clock.ClockGuard` from the CLOCK_* variables;
     None runs without one (tests), in which case `link_guard` (default: allow) decides."""
     if clock_guard == "auto":
-        from evolink.clock.guard import ClockGuard
-
         clock_guard = ClockGuard(clock=clock if isinstance(clock, CorrectedClock) else None)
     the_clock: Clock = clock or (clock_guard.clock if clock_guard is not None else CorrectedClock())
     if link_guard is None and clock_guard is not None:
@@ -130,7 +129,7 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
         if clock_guard is not None:
             rows = await store.list_instances(client_name=settings.DATABASE_CONNECTION_CLIENT_NAME)
             resuming = any(r.connection_status in ("open", "connecting") for r in rows)
-            compensating = getattr(getattr(clock_guard, "config", None), "skew_policy", None) is SkewPolicy.COMPENSATE
+            compensating = clock_guard.config.skew_policy is SkewPolicy.COMPENSATE
             if resuming or compensating:
                 # Resumed logins check the server certificate against the corrected clock, and under
                 # `compensate` every timestamp served (webhook date_time, createdAt, JWT iat) must be true

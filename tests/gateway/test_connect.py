@@ -209,6 +209,9 @@ async def test_invalid_number_is_a_clear_error(gw: tuple[httpx.AsyncClient, Fast
     await create_instance(client, "n")
     body = await _connect(client, "n", "12ab")
     assert body["error"] is True and "not a phone number" in body["message"]
+    # a national number with its trunk 0 is refused at once with the engine's reason
+    body = await _connect(client, "n", "011 99999-9999")
+    assert body["error"] is True and "no leading 0" in body["message"]
 
 
 async def test_other_number_during_code_link_is_refused(gw: tuple[httpx.AsyncClient, FastAPI]) -> None:

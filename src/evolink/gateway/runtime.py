@@ -43,6 +43,7 @@ from evolink.wa.events import (
     PairingCodeEvent,
     QrEvent,
 )
+from evolink.wa.pair_code import InvalidPhoneNumber, normalize_phone
 
 log = logging.getLogger("evolink.gateway.instance")
 
@@ -81,7 +82,10 @@ def normalise_number(number: str | None) -> str | None:
     digits = re.sub(r"[\s+\-().]", "", number.split("@", 1)[0])
     if not _PHONE.match(digits):
         raise InvalidNumber(f'"{number}" is not a phone number: use digits with the country code, e.g. 5511999999999')
-    return digits
+    try:  # the engine's own rules (e.g. no trunk prefix 0) answer now, not after a connect attempt
+        return normalize_phone(digits)
+    except InvalidPhoneNumber as exc:
+        raise InvalidNumber(f'"{number}" is not a phone number: {exc}, e.g. 5511999999999') from exc
 
 
 def bare_jid(jid: str) -> str:

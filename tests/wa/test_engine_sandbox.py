@@ -10,7 +10,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from wa_helpers import PHONE, EngineFactory, FakeServer, Recorder, engine_config, link_by_qr, sandbox_conn
+from wa_helpers import (
+    PHONE,
+    EngineFactory,
+    FakeServer,
+    FrozenClock,
+    Recorder,
+    engine_config,
+    link_by_qr,
+    sandbox_conn,
+)
 
 from evolink.clock.base import CorrectedClock
 from evolink.sandbox.server import Sandbox
@@ -190,26 +199,15 @@ async def test_wrong_root_is_refused(sandbox: Sandbox, make_engine: EngineFactor
     assert not rec.of(QrEvent)
 
 
-class FixedClock:
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def time(self) -> float:
-        return self.t
-
-    def now(self) -> datetime:
-        return datetime.fromtimestamp(self.t, UTC)
-
-
 async def test_expired_cert_by_injected_clock_is_refused(sandbox: Sandbox, make_engine: EngineFactory) -> None:
     # sandbox certs are valid for 30 days from now; our injected clock says 40 days later
-    engine, rec = make_engine(sandbox, clock=FixedClock(time.time() + 40 * 86400))
+    engine, rec = make_engine(sandbox, clock=FrozenClock(time.time() + 40 * 86400))
     await engine.start()
     close = await rec.wait(CloseEvent)
     assert close.reason is CloseReason.CERTIFICATE and "validity" in close.message
     # within the tolerance a small skew is accepted
     sandbox.set_cert_validity(-86400, 30)
-    ok, rec2 = make_engine(sandbox, clock=FixedClock(time.time() + 60), cert_time_tolerance=120)
+    ok, rec2 = make_engine(sandbox, clock=FrozenClock(time.time() + 60), cert_time_tolerance=120)
     await ok.start()
     await rec2.wait(QrEvent)
 

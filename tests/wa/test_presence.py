@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 import pytest
-from wa_helpers import PHONE, EngineFactory, link_by_qr, sandbox_conn
+from wa_helpers import PHONE, EngineFactory, FrozenClock, link_by_qr, sandbox_conn
 
 from evolink.sandbox.server import Sandbox
 from evolink.wa import socket as wa_socket
@@ -23,19 +22,6 @@ from evolink.wire.binary import Node
 
 DAY_MS = 86_400_000
 WEEK_MS = 7 * DAY_MS
-
-
-class FrozenClock:
-    """An injected clock that moves only when the test says so."""
-
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def time(self) -> float:
-        return self.t
-
-    def now(self) -> datetime:
-        return datetime.fromtimestamp(self.t, UTC)
 
 
 def test_unified_session_id_formula() -> None:

@@ -7,6 +7,7 @@ import dataclasses
 import os
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -22,6 +23,19 @@ from evolink.wire.noise import NoiseResponder
 
 E = TypeVar("E")
 PHONE = "15550001111"
+
+
+class FrozenClock:
+    """An injected clock that moves only when the test says so."""
+
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def time(self) -> float:
+        return self.t
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.t, UTC)
 
 
 class Recorder:

@@ -8,9 +8,10 @@ untrusted input: every failure is a :class:`~evolink.wire.errors.DecodeError`, n
 inflated size are bounded, and (unlike Baileys, like whatsmeow) trailing bytes are refused unless
 ``allow_trailing=True``.
 
-Hot paths are written as flat functions over ``bytes`` with the common case (single-byte tokens)
-inlined; truncation is detected by letting ``bytes.__getitem__`` raise ``IndexError`` and converting
-it once at the top, instead of bounds-checking every byte in Python.
+The decoder is one iterative loop over ``bytes`` (no per-node call) with the common string shapes
+(tokens, packed numbers/ids, JIDs, short text) decoded inline; truncation is detected by letting
+``bytes.__getitem__`` raise ``IndexError`` and converting it once at the top, instead of
+bounds-checking every byte in Python (slices are bounds-checked explicitly, since they never raise).
 """
 
 from __future__ import annotations
@@ -406,6 +407,19 @@ _SINGLE: Final = SINGLE_BYTE
 # Tag byte -> single-byte token, or None for every other tag: one lookup instead of a range check.
 _TOKEN: Final[tuple[str | None, ...]] = tuple(SINGLE_BYTE[t] if 0 < t < 236 else None for t in range(256))
 _DOUBLE: Final = DOUBLE_BYTE
+# Nodes are built with __new__ + slot stores: the dataclass __init__ (a Python-level call through
+# type.__call__) is the single most expensive step per decoded node.
+_new_node: Final = Node.__new__
+
+
+def _ad_jid_suffixes(server: str) -> tuple[str, ...]:
+    return tuple(f":{device}@{server}" if device else f"@{server}" for device in range(256))
+
+
+# AD_JID domain byte -> device byte -> ":<device>@<server>" (just "@<server>" for device 0): the
+# device/server tail of a JID is a table lookup instead of int formatting.
+_AD_JID_DEFAULT: Final = _ad_jid_suffixes(S_WHATSAPP_NET)
+_AD_JID_SUFFIX: Final = {domain: _ad_jid_suffixes(server) for domain, server in _SERVER_BY_DOMAIN.items()}
 
 
 def decode(
@@ -432,7 +446,7 @@ def decode(
     elif len(buf) - 1 > max_size:
         raise DecodeError(f"body of {len(buf) - 1} bytes exceeds max_size {max_size}")
     try:
-        node, pos = _read_node(buf, pos, 1, max_depth)
+        node, pos = _read_tree(buf, pos, max_depth)
     except IndexError:
         raise DecodeError("truncated input (unexpected end of data)") from None
     if pos != len(buf) and not allow_trailing:
@@ -455,72 +469,175 @@ def _inflate(buf: bytes, max_size: int, allow_trailing: bool) -> bytes:
     return out
 
 
-def _read_node(buf: bytes, pos: int, depth: int, max_depth: int) -> tuple[Node, int]:
-    if depth > max_depth:
-        raise DecodeError(f"node nesting deeper than {max_depth}")
-    t = buf[pos]
-    if t == LIST_8:
-        size = buf[pos + 1]
-        pos += 2
-    elif t == LIST_16:
-        size = (buf[pos + 1] << 8) | buf[pos + 2]
-        pos += 3
-    else:
-        raise DecodeError(f"invalid node: tag 0x{t:02x} is not a non-empty list")
-    if size == 0:
-        raise DecodeError("invalid node: empty list")
-    t = buf[pos]
-    pos += 1
-    header = _TOKEN[t]
-    if header is None:
-        header, pos = _read_string(buf, pos, t, 0)
-        if not header:
-            raise DecodeError("invalid node: empty tag")
-    n_attrs = (size - 1) >> 1
-    attrs: dict[str, str] = {}
-    if n_attrs:
-        if pos + 2 * n_attrs > len(buf):
-            raise DecodeError("truncated input (attribute list longer than data)")
-        for _ in range(n_attrs):
-            t = buf[pos]
-            pos += 1
-            key = _TOKEN[t]
-            if key is None:
-                key, pos = _read_string(buf, pos, t, 0)
-            t = buf[pos]
-            pos += 1
-            value = _TOKEN[t]
-            if value is None:
-                value, pos = _read_string(buf, pos, t, 0)
-            attrs[key] = value
-    if size & 1:
-        return Node(header, attrs), pos
-    t = buf[pos]
-    pos += 1
-    content: NodeContent
-    if t == LIST_8 or t == LIST_16:
+def _read_tree(buf: bytes, pos: int, max_depth: int) -> tuple[Node, int]:
+    """Read one node (and its subtree) at ``pos``; return it and the position just after it.
+
+    Iterative, not recursive: per-node Python calls and tuple returns were a large share of decode
+    time. ``siblings``/``remaining`` are the child list being filled and how many children it still
+    expects; ``stack`` holds the same pair for every enclosing level. The common string shapes
+    (tokens, NIBBLE_8/HEX_8 numbers and ids, JID_PAIR/AD_JID JIDs, BINARY_8 text) are decoded
+    inline for the same reason; anything else goes through the general :func:`_read_string`.
+    """
+    blen = len(buf)
+    top: list[Node] = []
+    siblings = top
+    remaining = 1
+    stack: list[tuple[list[Node], int]] = []
+    depth = 1
+    while True:
+        t = buf[pos]
         if t == LIST_8:
-            n = buf[pos]
-            pos += 1
-        else:
-            n = (buf[pos] << 8) | buf[pos + 1]
+            size = buf[pos + 1]
             pos += 2
-        if pos + 3 * n > len(buf):
-            raise DecodeError("truncated input (child list longer than data)")
-        children: list[Node] = []
-        depth += 1
-        for _ in range(n):
-            child, pos = _read_node(buf, pos, depth, max_depth)
-            children.append(child)
-        content = children
-    elif t == LIST_EMPTY:
-        content = []
-    elif t == BINARY_8 or t == BINARY_20 or t == BINARY_32:
-        start, pos = _binary_span(buf, pos, t, "binary content")
-        content = buf[start:pos]
-    else:
-        content, pos = _read_string(buf, pos, t, 0)
-    return Node(header, attrs, content), pos
+        elif t == LIST_16:
+            size = (buf[pos + 1] << 8) | buf[pos + 2]
+            pos += 3
+        else:
+            raise DecodeError(f"invalid node: tag 0x{t:02x} is not a non-empty list")
+        if size == 0:
+            raise DecodeError("invalid node: empty list")
+        t = buf[pos]
+        pos += 1
+        header = _TOKEN[t]
+        if header is None:
+            header, pos = _read_string(buf, pos, t, 0)
+            if not header:
+                raise DecodeError("invalid node: empty tag")
+        n_attrs = (size - 1) >> 1
+        attrs: dict[str, str] = {}
+        if n_attrs:
+            if pos + 2 * n_attrs > blen:
+                raise DecodeError("truncated input (attribute list longer than data)")
+            for _ in range(n_attrs):
+                t = buf[pos]
+                pos += 1
+                key = _TOKEN[t]
+                if key is None:
+                    key, pos = _read_string(buf, pos, t, 0)
+                t = buf[pos]
+                pos += 1
+                value = _TOKEN[t]
+                if value is None:
+                    if t == NIBBLE_8 or t == HEX_8:
+                        n = buf[pos]
+                        end = pos + 1 + (n & 0x7F)
+                        if end > blen:
+                            raise DecodeError("truncated input (packed string)")
+                        value = buf[pos + 1 : end].hex()
+                        pos = end
+                        if t == HEX_8:
+                            value = value.upper()[:-1] if n & 0x80 else value.upper()
+                        elif n & 0x80:
+                            u = value[:-1]  # odd length: digits + the 0xf pad
+                            value = u if u.isdigit() and value[-1] == "f" else _nibbles(value, n)
+                        elif not value.isdigit():
+                            value = _nibbles(value, n)
+                    elif t == JID_PAIR:
+                        t = buf[pos]
+                        if t == NIBBLE_8:
+                            n = buf[pos + 1]
+                            end = pos + 2 + (n & 0x7F)
+                            if end > blen:
+                                raise DecodeError("truncated input (packed string)")
+                            user = buf[pos + 2 : end].hex()
+                            pos = end
+                            if n & 0x80:
+                                u = user[:-1]  # odd length: digits + the 0xf pad
+                                user = u if u.isdigit() and user[-1] == "f" else _nibbles(user, n)
+                            elif not user.isdigit():
+                                user = _nibbles(user, n)
+                        elif t == LIST_EMPTY:  # server JIDs ("@s.whatsapp.net") have no user
+                            user = ""
+                            pos += 1
+                        else:
+                            user, pos = _read_string(buf, pos + 1, t, 1)
+                        t = buf[pos]
+                        server = _TOKEN[t]
+                        if server is not None:
+                            pos += 1
+                        else:
+                            server, pos = _read_string(buf, pos + 1, t, 1)
+                            if not server:
+                                raise DecodeError("invalid JID pair: empty server")
+                        value = f"{user}@{server}"
+                    elif t == AD_JID:
+                        domain = buf[pos]
+                        device = buf[pos + 1]
+                        t = buf[pos + 2]
+                        if t == NIBBLE_8:
+                            n = buf[pos + 3]
+                            end = pos + 4 + (n & 0x7F)
+                            if end > blen:
+                                raise DecodeError("truncated input (packed string)")
+                            user = buf[pos + 4 : end].hex()
+                            pos = end
+                            if n & 0x80:
+                                u = user[:-1]  # odd length: digits + the 0xf pad
+                                user = u if u.isdigit() and user[-1] == "f" else _nibbles(user, n)
+                            elif not user.isdigit():
+                                user = _nibbles(user, n)
+                        else:
+                            user, pos = _read_string(buf, pos + 3, t, 1)
+                        value = user + _AD_JID_SUFFIX.get(domain, _AD_JID_DEFAULT)[device]
+                    elif t == BINARY_8:
+                        n = buf[pos]
+                        end = pos + 1 + n
+                        if end > blen:
+                            raise DecodeError(f"truncated input (string of {n} bytes)")
+                        # Invalid UTF-8 becomes U+FFFD, as Node's Buffer.toString does.
+                        value = buf[pos + 1 : end].decode("utf-8", "replace")
+                        pos = end
+                    else:
+                        value, pos = _read_string(buf, pos, t, 0)
+                attrs[key] = value
+        node = _new_node(Node)
+        node.tag = header
+        node.attrs = attrs
+        siblings.append(node)
+        remaining -= 1
+        if size & 1:
+            node.content = None
+        else:
+            t = buf[pos]
+            pos += 1
+            if t == LIST_8 or t == LIST_16:
+                if t == LIST_8:
+                    n = buf[pos]
+                    pos += 1
+                else:
+                    n = (buf[pos] << 8) | buf[pos + 1]
+                    pos += 2
+                if pos + 3 * n > blen:
+                    raise DecodeError("truncated input (child list longer than data)")
+                children: list[Node] = []
+                node.content = children
+                if n:
+                    stack.append((siblings, remaining))
+                    siblings = children
+                    remaining = n
+                    depth += 1
+                    if depth > max_depth:  # checked here: only descending can deepen the tree
+                        raise DecodeError(f"node nesting deeper than {max_depth}")
+                    continue
+            elif t == BINARY_20:
+                n = ((buf[pos] & 0x0F) << 16) | (buf[pos + 1] << 8) | buf[pos + 2]
+                end = pos + 3 + n
+                if end > blen:
+                    raise DecodeError(f"truncated input (binary content of {n} bytes)")
+                node.content = buf[pos + 3 : end]
+                pos = end
+            elif t == BINARY_8 or t == BINARY_32:
+                start, pos = _binary_span(buf, pos, t, "binary content")
+                node.content = buf[start:pos]
+            elif t == LIST_EMPTY:
+                node.content = []
+            else:
+                node.content, pos = _read_string(buf, pos, t, 0)
+        while not remaining:
+            if not stack:
+                return top[0], pos
+            siblings, remaining = stack.pop()
+            depth -= 1
 
 
 def _binary_span(buf: bytes, pos: int, t: int, what: str) -> tuple[int, int]:
@@ -547,17 +664,21 @@ def _unpack(buf: bytes, pos: int, t: int) -> tuple[str, int]:
     if end > len(buf):
         raise DecodeError("truncated input (packed string)")
     s = buf[pos + 1 : end].hex()
-    if t == NIBBLE_8:
-        if not s.isdigit():  # fast path: phone numbers, timestamps and ids are all digits
-            if "c" in s or "d" in s or "e" in s:
-                raise DecodeError("invalid nibble (12..14) in packed string")
-            # code 15 is the pad; Baileys decodes it as NUL and only the odd flag drops it
-            s = s.replace("a", "-").replace("b", ".").replace("f", "\x00")
-    else:
+    if t == HEX_8:
         s = s.upper()
-    if start & 0x80:
-        s = s[:-1]
-    return s, end
+        return (s[:-1] if start & 0x80 else s), end
+    if s.isdigit() and not start & 0x80:  # fast path: phone numbers, timestamps and ids are digits
+        return s, end
+    return _nibbles(s, start), end
+
+
+def _nibbles(s: str, n: int) -> str:
+    """A NIBBLE_8 body as ``bytes.hex()`` spells it, ``n`` its length byte: map, check, drop the pad."""
+    if "c" in s or "d" in s or "e" in s:
+        raise DecodeError("invalid nibble (12..14) in packed string")
+    # code 15 is the pad; Baileys decodes it as NUL and only the odd flag drops it
+    s = s.replace("a", "-").replace("b", ".").replace("f", "\x00")
+    return s[:-1] if n & 0x80 else s
 
 
 def _read_string(buf: bytes, pos: int, t: int, jdepth: int) -> tuple[str, int]:
@@ -591,10 +712,7 @@ def _read_string(buf: bytes, pos: int, t: int, jdepth: int) -> tuple[str, int]:
                 user, pos = _unpack(buf, pos + 3, t)
             else:
                 user, pos = _read_string(buf, pos + 3, t, jdepth)
-            server = _SERVER_BY_DOMAIN.get(domain, S_WHATSAPP_NET)
-            if device:
-                return f"{user}:{device}@{server}", pos
-            return f"{user}@{server}", pos
+            return user + _AD_JID_SUFFIX.get(domain, _AD_JID_DEFAULT)[device], pos
         if t == FB_JID:
             user, pos = _read_string(buf, pos + 1, buf[pos], jdepth)
             device = (buf[pos] << 8) | buf[pos + 1]

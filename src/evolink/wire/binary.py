@@ -407,6 +407,8 @@ _SINGLE: Final = SINGLE_BYTE
 # Tag byte -> single-byte token, or None for every other tag: one lookup instead of a range check.
 _TOKEN: Final[tuple[str | None, ...]] = tuple(SINGLE_BYTE[t] if 0 < t < 236 else None for t in range(256))
 _DOUBLE: Final = DOUBLE_BYTE
+# The same, as "@<token>": the server half of a JID_PAIR is almost always a single-byte token.
+_AT_TOKEN: Final[tuple[str | None, ...]] = tuple(None if s is None else f"@{s}" for s in _TOKEN)
 # Nodes are built with __new__ + slot stores: the dataclass __init__ (a Python-level call through
 # type.__call__) is the single most expensive step per decoded node.
 _new_node: Final = Node.__new__
@@ -552,14 +554,15 @@ def _read_tree(buf: bytes, pos: int, max_depth: int) -> tuple[Node, int]:
                         else:
                             user, pos = _read_string(buf, pos + 1, t, 1)
                         t = buf[pos]
-                        server = _TOKEN[t]
+                        server = _AT_TOKEN[t]
                         if server is not None:
+                            value = user + server
                             pos += 1
                         else:
                             server, pos = _read_string(buf, pos + 1, t, 1)
                             if not server:
                                 raise DecodeError("invalid JID pair: empty server")
-                        value = f"{user}@{server}"
+                            value = f"{user}@{server}"
                     elif t == AD_JID:
                         domain = buf[pos]
                         device = buf[pos + 1]

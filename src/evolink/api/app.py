@@ -13,11 +13,13 @@ from fastapi import FastAPI
 from evolink import __version__
 from evolink.api.apikey import ApiKey, resolve_api_key
 from evolink.api.context import GatewayContext
+from evolink.api.cors import install_cors
 from evolink.api.errors import install_error_handlers
 from evolink.api.health import router as health_router
 from evolink.api.metrics import router as metrics_router
 from evolink.api.routes_config import router as config_router
 from evolink.api.routes_instance import router as instance_router
+from evolink.api.routes_server import router as server_router
 from evolink.api.settings import Settings
 from evolink.clock import Clock, ClockGuard, CorrectedClock, SkewPolicy
 from evolink.gateway import (
@@ -150,7 +152,9 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
                   description="WhatsApp gateway, wire-compatible with Evolution API 2.3.7 (instance surface). "
                               "Authenticate with the `apikey` header.")
     install_error_handlers(app)
+    install_cors(app, settings)
     app.include_router(config_router)
+    app.include_router(server_router)
     app.include_router(instance_router)
     app.include_router(health_router)
     app.include_router(metrics_router)

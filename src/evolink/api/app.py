@@ -18,7 +18,9 @@ from evolink.api.errors import install_error_handlers
 from evolink.api.health import router as health_router
 from evolink.api.metrics import router as metrics_router
 from evolink.api.routes_config import router as config_router
+from evolink.api.routes_events import router as events_router
 from evolink.api.routes_instance import router as instance_router
+from evolink.api.routes_integrations import router as integrations_router
 from evolink.api.routes_server import router as server_router
 from evolink.api.settings import Settings
 from evolink.clock import Clock, ClockGuard, CorrectedClock, SkewPolicy
@@ -155,6 +157,8 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
     install_cors(app, settings)
     app.include_router(config_router)
     app.include_router(server_router)
+    app.include_router(events_router)
+    app.include_router(integrations_router)
     app.include_router(instance_router)
     app.include_router(health_router)
     app.include_router(metrics_router)

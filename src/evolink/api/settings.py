@@ -195,6 +195,14 @@ def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Set
         raise ConfigError("DATABASE_CONNECTION_URI: required when DATABASE_PROVIDER=postgresql")
     if settings.WEBHOOK_GLOBAL_ENABLED and not settings.WEBHOOK_GLOBAL_URL:
         raise ConfigError("WEBHOOK_GLOBAL_URL: required when WEBHOOK_GLOBAL_ENABLED=true")
+    if settings.PROXY_HOST:
+        from evolink.gateway.proxy import InvalidProxy, global_proxy
+
+        try:
+            global_proxy(settings.PROXY_HOST, settings.PROXY_PORT, settings.PROXY_PROTOCOL, settings.PROXY_USERNAME,
+                         settings.PROXY_PASSWORD)
+        except InvalidProxy as exc:
+            raise ConfigError(f"PROXY_*: {exc}") from None
     if settings.WA_ROOT_PUBLIC_KEY is not None:
         try:
             if len(bytes.fromhex(settings.WA_ROOT_PUBLIC_KEY)) != 32:

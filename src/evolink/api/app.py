@@ -13,11 +13,16 @@ from fastapi import FastAPI
 from evolink import __version__
 from evolink.api.apikey import ApiKey, resolve_api_key
 from evolink.api.context import GatewayContext
+from evolink.api.cors import install_cors
 from evolink.api.errors import install_error_handlers
 from evolink.api.health import router as health_router
 from evolink.api.metrics import router as metrics_router
 from evolink.api.routes_config import router as config_router
+from evolink.api.routes_events import router as events_router
 from evolink.api.routes_instance import router as instance_router
+from evolink.api.routes_integrations import router as integrations_router
+from evolink.api.routes_proxy import router as proxy_router
+from evolink.api.routes_server import router as server_router
 from evolink.api.settings import Settings
 from evolink.clock import Clock, ClockGuard, CorrectedClock, SkewPolicy
 from evolink.gateway import (
@@ -33,6 +38,7 @@ from evolink.gateway import (
     stored_webhook,
 )
 from evolink.gateway.observe import LinkRefusal, allow_all
+from evolink.gateway.proxy import ProxySpec, global_proxy
 from evolink.store import CredsCipher, Store, normalise_postgres_url, open_database, sqlite_url
 
 log = logging.getLogger("evolink.api")
@@ -61,6 +67,12 @@ def default_engine_factory(settings: Settings) -> EngineFactory:
     return real_engine_factory(ws_url=settings.WA_WEBSOCKET_URL, root_public_key=root,
                                phone_client=settings.CONFIG_SESSION_PHONE_CLIENT,
                                phone_name=settings.CONFIG_SESSION_PHONE_NAME)
+
+
+def settings_proxy(settings: Settings) -> ProxySpec | None:
+    """Evolution's global PROXY_* fallback (validated by load_settings)."""
+    return global_proxy(settings.PROXY_HOST, settings.PROXY_PORT, settings.PROXY_PROTOCOL, settings.PROXY_USERNAME,
+                        settings.PROXY_PASSWORD)
 
 
 def clock_link_guard(guard: ClockGuard) -> LinkGuard:
@@ -115,7 +127,8 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
             options=RuntimeOptions(qrcode_limit=settings.QRCODE_LIMIT, qrcode_color=settings.QRCODE_COLOR,
                                    connect_wait=settings.CONNECT_WAIT_SECONDS),
             client_name=settings.DATABASE_CONNECTION_CLIENT_NAME, link_guard=link_guard or allow_all,
-            del_instance_after=(settings.del_instance_minutes or 0) * 60 or None)
+            del_instance_after=(settings.del_instance_minutes or 0) * 60 or None,
+            proxy_fallback=settings_proxy(settings))
         app.state.gateway = GatewayContext(settings=settings, api_key=key, clock=the_clock, db=db, store=store,
                                            publisher=publisher, worker=worker, manager=manager,
                                            sandbox_admin_url=sandbox_admin_url, clock_guard=clock_guard)
@@ -150,7 +163,12 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
                   description="WhatsApp gateway, wire-compatible with Evolution API 2.3.7 (instance surface). "
                               "Authenticate with the `apikey` header.")
     install_error_handlers(app)
+    install_cors(app, settings)
     app.include_router(config_router)
+    app.include_router(server_router)
+    app.include_router(events_router)
+    app.include_router(integrations_router)
+    app.include_router(proxy_router)
     app.include_router(instance_router)
     app.include_router(health_router)
     app.include_router(metrics_router)

@@ -9,10 +9,11 @@ from fastapi import APIRouter, Depends, Request
 from evolink.api.auth import global_guard, instance_guard, presented_key, same_key
 from evolink.api.context import GatewayContext, get_context
 from evolink.api.errors import ApiError
+from evolink.api.routes_proxy import create_proxy_spec, proxy_row, spec_values
 from evolink.api.schemas import InstanceCreateBody, PresenceBody, instance_row
 from evolink.gateway import CreateRequest, InstanceRuntime, InvalidNumber, NotConnected
 from evolink.gateway.runtime import PresenceError
-from evolink.store import NameInUse
+from evolink.store import NameInUse, SealError
 from evolink.store.models import Instance
 
 router = APIRouter(prefix="/instance", tags=["instance"])
@@ -39,12 +40,15 @@ async def create_instance(body: InstanceCreateBody, ctx: GatewayContext = Depend
     if await ctx.store.get_instance(body.instanceName) is not None:
         raise ApiError(403, f'This name "{body.instanceName}" is already in use.')
     webhook = body.webhook.columns() if body.webhook is not None else None
+    proxy = await create_proxy_spec(ctx, body.model_extra or {})
     try:
         row, rt = await ctx.manager.create(CreateRequest(
             name=body.instanceName, token=body.token, integration=integration, number=body.number,
             settings=body.settings_columns(), webhook=webhook))
     except NameInUse:
         raise ApiError(403, f'This name "{body.instanceName}" is already in use.') from None
+    if proxy is not None:
+        await ctx.store.upsert_proxy(row.id, spec_values(proxy))
 
     qrcode: dict[str, Any] | None = None
     if body.qrcode:
@@ -96,7 +100,12 @@ async def connect(number: str | None = None, row: Instance = Depends(instance_gu
 @router.get("/connectionState/{instanceName}")
 async def connection_state(row: Instance = Depends(instance_guard),
                            ctx: GatewayContext = Depends(get_context)) -> dict[str, Any]:
-    return (await _runtime(ctx, row)).state_body()
+    rt = await _runtime(ctx, row)
+    body = rt.state_body()
+    why = rt.last_disconnect_body()
+    if why is not None:  # additive: why a closed/retrying instance is not open (e.g. its proxy refuses)
+        body["lastDisconnect"] = why
+    return body
 
 
 @router.post("/restart/{instanceName}", summary="Restart the connection")
@@ -131,7 +140,12 @@ async def fetch_instances(request: Request, instanceName: str | None = None,
     out = []
     for row in rows:
         rt = ctx.manager.runtimes.get(row.name)
-        out.append(instance_row(row, await ctx.store.get_setting(row.id), rt.state if rt else None))
+        item = instance_row(row, await ctx.store.get_setting(row.id), rt.state if rt else None)
+        try:
+            item["Proxy"] = proxy_row(await ctx.store.get_proxy(row.id))
+        except SealError:
+            item["Proxy"] = None  # unreadable with this EVOLINK_SECRET_KEY; /proxy/find says why
+        out.append(item)
     return out
 
 

@@ -97,6 +97,21 @@ class Settings(BaseSettings):
     WA_ROOT_PUBLIC_KEY: str | None = None  # hex; None = WhatsApp's production root
     CONNECT_WAIT_SECONDS: float = Field(10.0, gt=0, le=120)
 
+    # CORS and /verify-creds (Evolution's names and defaults; see docs/gateway.md "Browser apps")
+    CORS_ORIGIN: Annotated[list[str], NoDecode] = ["*"]
+    CORS_METHODS: Annotated[list[str], NoDecode] = ["POST", "GET", "PUT", "DELETE"]
+    CORS_CREDENTIALS: bool = False
+    FACEBOOK_APP_ID: str | None = None
+    FACEBOOK_CONFIG_ID: str | None = None
+    FACEBOOK_USER_TOKEN: str | None = None
+
+    # Global proxy fallback for instances without their own (Evolution's PROXY_*; docs/gateway.md "Proxies")
+    PROXY_HOST: str | None = None
+    PROXY_PORT: str | None = None
+    PROXY_PROTOCOL: str | None = None
+    PROXY_USERNAME: str | None = None
+    PROXY_PASSWORD: str | None = None
+
     # Per-event global flags, filled from WEBHOOK_EVENTS_<KEY> (not declared one by one).
     webhook_events: dict[str, bool] = Field(default_factory=dict, exclude=True)
 
@@ -104,6 +119,16 @@ class Settings(BaseSettings):
     @classmethod
     def _codes(cls, value: Any) -> Any:
         return _csv(value)
+
+    @field_validator("CORS_ORIGIN", "CORS_METHODS", mode="before")
+    @classmethod
+    def _cors_lists(cls, value: Any) -> Any:
+        return _csv(value)
+
+    @field_validator("CORS_METHODS")
+    @classmethod
+    def _cors_methods(cls, value: list[str]) -> list[str]:
+        return [m.upper() for m in value]
 
     @field_validator("DEL_INSTANCE", mode="before")
     @classmethod
@@ -161,7 +186,8 @@ def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Set
         err = exc.errors()[0]
         name = str(err["loc"][0]) if err.get("loc") else "configuration"
         value = err.get("input")
-        shown = "" if name in ("AUTHENTICATION_API_KEY", "EVOLINK_SECRET_KEY") else f" (got {value!r})"
+        shown = "" if name in ("AUTHENTICATION_API_KEY", "EVOLINK_SECRET_KEY", "PROXY_PASSWORD",
+                                "FACEBOOK_USER_TOKEN") else f" (got {value!r})"
         raise ConfigError(f"{name}: {err['msg']}{shown}") from None
     env = _env_with_dotenv(env_file)
     settings.webhook_events = _read_event_flags(env) | dict(overrides.get("webhook_events") or {})
@@ -169,6 +195,14 @@ def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Set
         raise ConfigError("DATABASE_CONNECTION_URI: required when DATABASE_PROVIDER=postgresql")
     if settings.WEBHOOK_GLOBAL_ENABLED and not settings.WEBHOOK_GLOBAL_URL:
         raise ConfigError("WEBHOOK_GLOBAL_URL: required when WEBHOOK_GLOBAL_ENABLED=true")
+    if settings.PROXY_HOST:
+        from evolink.gateway.proxy import InvalidProxy, global_proxy
+
+        try:
+            global_proxy(settings.PROXY_HOST, settings.PROXY_PORT, settings.PROXY_PROTOCOL, settings.PROXY_USERNAME,
+                         settings.PROXY_PASSWORD)
+        except InvalidProxy as exc:
+            raise ConfigError(f"PROXY_*: {exc}") from None
     if settings.WA_ROOT_PUBLIC_KEY is not None:
         try:
             if len(bytes.fromhex(settings.WA_ROOT_PUBLIC_KEY)) != 32:

@@ -18,6 +18,8 @@ def real_engine_factory(*, ws_url: str, root_public_key: bytes | None, phone_cli
         kwargs: dict[str, Any] = {"ws_url": ws_url, "extra": {"instance": req.instance_name}}
         if root_public_key is not None:
             kwargs["root_public_key"] = root_public_key
+        if req.proxy is not None:
+            kwargs["proxy"] = req.proxy
         if req.mode == "qr":
             kwargs.update(browser_os=phone_client, browser_name=phone_name)
         kwargs.update(overrides or {})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +13,7 @@ from evolink.clock import Clock
 from evolink.gateway import names, observe
 from evolink.gateway.observe import LinkGuard, allow_all
 from evolink.gateway.ports import EngineFactory
+from evolink.gateway.proxy import ProxySpec, resolve_proxy
 from evolink.gateway.runtime import InstanceRuntime, NotConnected, RuntimeOptions
 from evolink.gateway.webhooks import EventPublisher, WebhookTarget
 from evolink.store import Store
@@ -33,7 +35,7 @@ class CreateRequest:
 class InstanceManager:
     def __init__(self, *, store: Store, publisher: EventPublisher, clock: Clock, engine_factory: EngineFactory,
                  options: RuntimeOptions, client_name: str, link_guard: LinkGuard = allow_all,
-                 del_instance_after: float | None = None) -> None:
+                 del_instance_after: float | None = None, proxy_fallback: ProxySpec | None = None) -> None:
         self.store = store
         self.publisher = publisher
         self.clock = clock
@@ -42,6 +44,7 @@ class InstanceManager:
         self.client_name = client_name
         self.link_guard = link_guard
         self.del_instance_after = del_instance_after  # seconds (DEL_INSTANCE minutes x 60)
+        self.proxy_fallback = proxy_fallback  # PROXY_* for instances without an enabled proxy of their own
         self.runtimes: dict[str, InstanceRuntime] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
 
@@ -52,10 +55,17 @@ class InstanceManager:
                                  publisher=self.publisher, clock=self.clock, engine_factory=self.engine_factory,
                                  options=self.options, link_guard=self.link_guard,
                                  wuid=row.owner_jid, profile_name=row.profile_name,
-                                 on_state=lambda _rt: self.publish_states())
+                                 on_state=lambda _rt: self.publish_states(),
+                                 proxy_lookup=self._proxy_lookup(row.id))
             self.runtimes[row.name] = rt
             self.publish_states()
         return rt
+
+    def _proxy_lookup(self, instance_id: str) -> Callable[[], Awaitable[ProxySpec | None]]:
+        async def lookup() -> ProxySpec | None:
+            return await resolve_proxy(self.store, instance_id, self.proxy_fallback)
+
+        return lookup
 
     def states(self) -> dict[str, str]:
         """{instance name: open|connecting|close} of the instances loaded in this process."""

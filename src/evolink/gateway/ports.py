@@ -36,6 +36,7 @@ class EngineRequest:
     creds_store: Any  # evolink.wa.creds.CredsStore
     mode: str  # "qr" | "code": code mode announces the browser WhatsApp expects for link codes
     clock: Clock
+    proxy: str | None = None  # proxy URL for websockets (gateway.proxy.ProxySpec.url()); None = direct
 
 
 EngineFactory = Callable[[EngineRequest], EnginePort]

@@ -19,7 +19,7 @@ import contextlib
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,6 +30,7 @@ from evolink.gateway import names
 from evolink.gateway.creds import SqlCredsStore
 from evolink.gateway.observe import LinkGuard, allow_all, record_pairing_attempt
 from evolink.gateway.ports import EngineFactory, EnginePort, EngineRequest
+from evolink.gateway.proxy import ProxySpec, ProxyUnavailable
 from evolink.gateway.qr import evolution_code, render_png_data_url
 from evolink.gateway.webhooks import EventPublisher, InstanceRef
 from evolink.store import Store
@@ -115,7 +116,8 @@ class InstanceRuntime:
     def __init__(self, *, name: str, instance_id: str, token: str, store: Store, publisher: EventPublisher,
                  clock: Clock, engine_factory: EngineFactory, options: RuntimeOptions,
                  link_guard: LinkGuard = allow_all, wuid: str | None = None, profile_name: str | None = None,
-                 on_state: Callable[[InstanceRuntime], None] | None = None) -> None:
+                 on_state: Callable[[InstanceRuntime], None] | None = None,
+                 proxy_lookup: Callable[[], Awaitable[ProxySpec | None]] | None = None) -> None:
         self.name = name
         self.instance_id = instance_id
         self.token = token
@@ -151,6 +153,8 @@ class InstanceRuntime:
         self._persisted_status: str | None = None
         self._closed = False
         self._on_state = on_state
+        self._proxy_lookup = proxy_lookup
+        self.proxy_shown: str | None = None  # redacted URL of the proxy the current engine uses
 
     # --- public operations -----------------------------------------------------------------------
 
@@ -160,6 +164,18 @@ class InstanceRuntime:
 
     def state_body(self) -> dict[str, Any]:
         return {"instance": {"instanceName": self.name, "state": self.state}}
+
+    def last_disconnect_body(self) -> dict[str, Any] | None:
+        """Why a not-open instance is not open (additive to connectionState): the close the engine is
+        retrying after (e.g. a proxy that refuses), or the final one; None when there is nothing to say."""
+        if self.state == "open":
+            return None
+        ev = self.last_retry if self.state == "connecting" else self.last_close
+        if ev is None:
+            return None
+        return {"reason": ev.reason.value, "statusReason": ev.code if ev.code is not None else
+                STATUS_CODES.get(ev.reason, 500), "message": ev.message, "willReconnect": ev.will_reconnect,
+                "proxy": self.proxy_shown}
 
     async def connect(self, number: str | None = None) -> dict[str, Any]:
         """Evolution's `GET /instance/connect` body (always HTTP 200)."""
@@ -188,7 +204,10 @@ class InstanceRuntime:
                     await self._stop_engine(logout=False)
                 self.mode = "code" if phone else "qr"
                 self.phone = phone
-                await self._start_engine()
+                try:
+                    await self._start_engine()
+                except ProxyUnavailable as exc:
+                    return {"error": True, "message": f'Instance "{self.name}" did not connect: {exc}'}
             if phone is not None and self.mode != "code":
                 self.mode, self.phone = "code", phone  # switch this live connection to code mode
             if self.mode == "code" and self.phone and self._code_task is None and self.qr.pairing_code is None:
@@ -230,7 +249,10 @@ class InstanceRuntime:
             if self.state == "close":
                 return {"error": True, "message": f'The "{self.name}" instance is not connected'}
             await self._stop_engine(logout=False)
-            await self._start_engine()
+            try:
+                await self._start_engine()
+            except ProxyUnavailable as exc:
+                return {"error": True, "message": f'Instance "{self.name}" did not connect: {exc}'}
             if self.mode == "code" and self.phone:
                 self._start_code_request()
         await self._wait(self._ready, self.options.connect_wait)
@@ -288,12 +310,22 @@ class InstanceRuntime:
     # --- engine lifecycle ------------------------------------------------------------------------
 
     async def _start_engine(self) -> None:
+        try:
+            spec = await self._proxy_lookup() if self._proxy_lookup is not None else None
+        except ProxyUnavailable as exc:
+            log.error("instance not started: %s", exc, extra={"instance": self.name})
+            self._set_state("close")
+            raise
+        self.proxy_shown = spec.redacted() if spec is not None else None
+        if spec is not None:
+            log.info("connecting through proxy %s", self.proxy_shown, extra={"instance": self.name})
         self._gen += 1
         gen = self._gen
         self.qr.code = self.qr.base64 = None
         self._clear_code()
         self.last_close = self.last_retry = None
-        engine = self._factory(EngineRequest(self.name, self.instance_id, self.creds, self.mode, self.clock))
+        engine = self._factory(EngineRequest(self.name, self.instance_id, self.creds, self.mode, self.clock,
+                                             proxy=spec.url() if spec is not None else None))
         self._engine = engine
         self._unsubscribe = engine.subscribe(lambda ev: self._queue.put_nowait((gen, ev)))
         if self._consumer is None or self._consumer.done():
@@ -520,7 +552,10 @@ class InstanceRuntime:
             if gen != self._gen or self._closed:
                 return  # connect/logout/restart replaced the engine meanwhile
             await self._stop_engine(logout=False)
-            await self._start_engine()
+            try:
+                await self._start_engine()
+            except ProxyUnavailable:
+                return  # logged by _start_engine; the instance stays closed
         log.info("registration socket renewed", extra={"instance": self.name, "mode": self.mode,
                                                        "qr_count": self.qr.count})
 

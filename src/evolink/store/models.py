@@ -110,6 +110,24 @@ class Webhook(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow, onupdate=utcnow)
 
 
+class Proxy(Base):
+    """The instance's proxy (Evolution's `Proxy`). `password` is sealed like creds (context
+    `<instance id>:proxy`) when EVOLINK_SECRET_KEY is set; `port` is a string, as in Prisma."""
+
+    __tablename__ = "proxies"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    instance_id: Mapped[str] = mapped_column(ForeignKey("instances.id", ondelete="CASCADE"), unique=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    host: Mapped[str] = mapped_column(String(100), nullable=False, default="")
+    port: Mapped[str] = mapped_column(String(100), nullable=False, default="")
+    protocol: Mapped[str] = mapped_column(String(100), nullable=False, default="")
+    username: Mapped[str] = mapped_column(String(100), nullable=False, default="")
+    password: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow, onupdate=utcnow)
+
+
 class EngineSession(Base):
     """Engine creds of one instance (Evolution's `Session`), sealed when EVOLINK_SECRET_KEY is set."""
 

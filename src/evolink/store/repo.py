@@ -17,6 +17,7 @@ from evolink.store.models import (
     Instance,
     OutboxEvent,
     PairingAttempt,
+    Proxy,
     Setting,
     Webhook,
     utcnow,
@@ -30,6 +31,25 @@ _Child = TypeVar("_Child", Setting, Webhook)  # the one-row-per-instance childre
 
 SETTING_FIELDS = ("reject_call", "msg_call", "groups_ignore", "always_online", "read_messages", "read_status",
                   "sync_full_history", "wavoip_token")
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyRecord:
+    """A stored proxy with its password opened (never log `password`)."""
+
+    id: str
+    instance_id: str
+    enabled: bool
+    host: str
+    port: str
+    protocol: str
+    username: str
+    password: str
+    created_at: datetime
+    updated_at: datetime
+
+
+PROXY_FIELDS = ("enabled", "host", "port", "protocol", "username", "password")
 
 
 class NameInUse(Exception):
@@ -101,7 +121,7 @@ class Store:
         async with self.db.sessions.begin() as s:
             # Explicit child deletes: SQLite enforces ON DELETE CASCADE only with the pragma, and
             # being explicit keeps both backends identical.
-            for model in (Setting, Webhook, EngineSession, PairingAttempt):
+            for model in (Setting, Webhook, Proxy, EngineSession, PairingAttempt):
                 await s.execute(delete(model).where(model.instance_id == instance_id))
             await s.execute(delete(Instance).where(Instance.id == instance_id))
 
@@ -137,6 +157,42 @@ class Store:
                 row.updated_at = self._now()
             await s.flush()
             return row
+
+    # --- proxy -----------------------------------------------------------------------------------
+
+    async def get_proxy(self, instance_id: str) -> ProxyRecord | None:
+        """The instance's proxy, password opened; SealError when it was sealed with another key."""
+        async with self.db.sessions() as s:
+            row = (await s.execute(select(Proxy).where(Proxy.instance_id == instance_id))).scalar_one_or_none()
+        return None if row is None else self._proxy_record(row)
+
+    async def upsert_proxy(self, instance_id: str, values: dict[str, Any]) -> ProxyRecord:
+        """Insert or replace the proxy; `values` has every PROXY_FIELDS key, `password` in clear."""
+        columns = {k: values[k] for k in PROXY_FIELDS}
+        columns["password"] = self.cipher.seal(columns["password"], f"{instance_id}:proxy") if columns["password"] else ""
+        async with self.db.sessions.begin() as s:
+            row = (await s.execute(select(Proxy).where(Proxy.instance_id == instance_id))).scalar_one_or_none()
+            now = self._now()
+            if row is None:
+                row = Proxy(instance_id=instance_id, created_at=now, updated_at=now, **columns)
+                s.add(row)
+            else:
+                for key, value in columns.items():
+                    setattr(row, key, value)
+                row.updated_at = now
+            await s.flush()
+        return self._proxy_record(row)
+
+    async def raw_proxy_password(self, instance_id: str) -> str | None:
+        """The stored password column as is (tests check sealing)."""
+        async with self.db.sessions() as s:
+            return await s.scalar(select(Proxy.password).where(Proxy.instance_id == instance_id))
+
+    def _proxy_record(self, row: Proxy) -> ProxyRecord:
+        password = self.cipher.open(row.password, f"{row.instance_id}:proxy") if row.password else ""
+        return ProxyRecord(id=row.id, instance_id=row.instance_id, enabled=row.enabled, host=row.host, port=row.port,
+                           protocol=row.protocol, username=row.username, password=password,
+                           created_at=row.created_at, updated_at=row.updated_at)
 
     # --- engine creds ----------------------------------------------------------------------------
 

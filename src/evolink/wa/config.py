@@ -34,7 +34,9 @@ class EngineConfig:
     # transport
     ws_url: str = DEFAULT_WS_URL
     origin: str = DEFAULT_ORIGIN
-    proxy: str | None = None  # e.g. "http://proxy:3128" or "socks5://..." (websockets' own proxy support)
+    # e.g. "http://proxy:3128" or "socks5h://user:pass@..." (websockets' own proxy support; SOCKS needs
+    # python-socks). Not in repr: it may carry a password.
+    proxy: str | None = field(default=None, repr=False)
     root_public_key: bytes = WA_ROOT_PUBLIC_KEY
     cert_time_tolerance: float = 60.0  # seconds of clock skew accepted on cert validity windows
     connect_timeout: float = 20.0  # TCP+TLS+WS upgrade, and the wait for ServerHello

@@ -10,9 +10,10 @@ import asyncio
 import logging
 import ssl
 from collections import deque
+from urllib.parse import quote, urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidProxy, InvalidURI
 
 from evolink.wa.config import EngineConfig
 from evolink.wire import binary
@@ -35,6 +36,26 @@ class ConnectFailed(Exception):
     """The WebSocket could not be opened (DNS, TCP, TLS, proxy or HTTP upgrade)."""
 
 
+def redact_proxy(url: str) -> str:
+    """`scheme://user:***@host:port`: a proxy URL fit for logs and error messages."""
+    parts = urlsplit(url)
+    if parts.password is None and parts.username is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{parts.username or ''}:***@{host}"
+
+
+def _scrub(text: str, proxy: str | None) -> str:
+    """Remove the proxy password from an error text (some libraries quote the proxy URL)."""
+    if not proxy:
+        return text
+    password = urlsplit(proxy).password
+    if password:
+        for form in {password, quote(password, safe="")}:
+            text = text.replace(form, "***")
+    return text
+
+
 class FrameSocket:
     """A WebSocket speaking WA frames: intro + 3-byte length on the first send, reassembly on receive."""
 
@@ -48,6 +69,8 @@ class FrameSocket:
     async def open(cls, config: EngineConfig, *, ssl_context: ssl.SSLContext | None = None,
                    routing_info: bytes | None = None) -> FrameSocket:
         kwargs: dict[str, object] = {}
+        # The proxy named in every failure: "refused by the proxy" and "refused by WhatsApp" differ.
+        via = f" (via proxy {redact_proxy(config.proxy)})" if config.proxy else ""
         if config.ws_url.startswith("wss://") and ssl_context is not None:
             kwargs["ssl"] = ssl_context
         try:
@@ -68,9 +91,9 @@ class FrameSocket:
                 config.connect_timeout,
             )
         except TimeoutError:
-            raise ConnectFailed(f"timed out after {config.connect_timeout:g}s opening {config.ws_url}") from None
-        except (OSError, InvalidHandshake, InvalidURI, ssl.SSLError) as exc:
-            raise ConnectFailed(f"{type(exc).__name__}: {exc}") from None
+            raise ConnectFailed(f"timed out after {config.connect_timeout:g}s opening {config.ws_url}{via}") from None
+        except (OSError, InvalidHandshake, InvalidURI, InvalidProxy, ssl.SSLError, ImportError) as exc:
+            raise ConnectFailed(f"{type(exc).__name__}: {_scrub(str(exc), config.proxy)}{via}") from None
         return cls(ws, routing_info, config.max_frame_size)
 
     async def send_frame(self, payload: bytes) -> None:

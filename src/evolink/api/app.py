@@ -11,6 +11,7 @@ import httpx
 from fastapi import FastAPI
 
 from evolink import __version__
+from evolink.api import routes_manager
 from evolink.api.apikey import ApiKey, resolve_api_key
 from evolink.api.context import GatewayContext
 from evolink.api.errors import install_error_handlers
@@ -106,6 +107,7 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
                                          events=dict(settings.webhook_events)),
             server_url=settings.SERVER_URL, expose_apikey=settings.AUTHENTICATION_EXPOSE_IN_FETCH_INSTANCES,
             lookup_webhook=lookup)
+        routes_manager.attach(app, publisher)
         worker = DeliveryWorker(store, retry_policy(settings), publisher.wake,
                                 timeout=settings.WEBHOOK_REQUEST_TIMEOUT_MS / 1000, client=http_client,
                                 clock=the_clock)
@@ -154,4 +156,5 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
     app.include_router(instance_router)
     app.include_router(health_router)
     app.include_router(metrics_router)
+    routes_manager.install(app)
     return app

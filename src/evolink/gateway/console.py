@@ -80,8 +80,9 @@ def instance_view(row: Instance, rt: InstanceRuntime | None, *, qrcode_limit: in
     state = rt.state if rt is not None else row.connection_status
     mode = rt.mode if rt is not None else "qr"
     view: dict[str, Any] = {
-        "name": row.name, "id": row.id, "state": state, "ownerJid": row.owner_jid,
-        "profileName": row.profile_name, "number": row.number, "mode": mode,
+        "name": row.name, "id": row.id, "state": state,
+        "ownerJid": rt.wuid if rt is not None and rt.wuid else row.owner_jid,  # the row is written just after
+        "profileName": rt.profile_name if rt is not None and rt.profile_name else row.profile_name, "number": row.number, "mode": mode,
         "qrCount": rt.qr.count if rt is not None else 0, "qrLimit": qrcode_limit,
         "lastDisconnect": last_disconnect(row, rt),
         "browser": linked_browser(mode, phone_client, phone_name),

@@ -274,7 +274,9 @@
   }
   function renderCode(code, expiresAtIso, issuedAtIso) {
     const pretty = formatCode(code);
-    if (S.shownCode && S.shownCode !== pretty && S.codeExpired) {
+    // The gateway renews a code by itself when its registration ends; it ends when the code runs out.
+    const oldRanOut = S.codeExpired || (S.codeExpiresAt !== null && S.codeExpiresAt - (Date.now() + S.skew) < 3000);
+    if (S.shownCode && S.shownCode !== pretty && oldRanOut) {
       showPrompt("expired_new", {}, false);   // a fresh code replaced an expired one
     } else if (S.shownCode !== pretty && $("prompt").dataset.reason !== "expired_new") {
       hidePrompt();
@@ -368,8 +370,9 @@
       showPrompt("error", { message: e.message }, true); return null;
     }
     if (r && r.error) {
-      if (r.clock) showPrompt("clock_refused", {}, false, (r.clock.fix ? r.clock.fix + "\n\n" : "") + r.message);
+      if (r.clock) showPrompt("clock_refused", {}, false, r.clock.fix || r.message);  // the panel has the detail
       else showPrompt("error", { message: r.message }, true);
+      refreshLink();
       return null;
     }
     return r;

@@ -181,7 +181,7 @@ async def test_manager_in_a_real_browser(gateway: tuple[ServeProcess, Any], tmp_
             assert new != old
             assert "Here is a new one" in await page.inner_text("#prompt-text")
             await shot("expired")
-            await page.wait_for_selector("#history tbody tr[data-outcome=expired]")
+            await page.wait_for_selector("#history tbody tr[data-outcome=expired], #history tbody tr[data-outcome=superseded]")
             (await api.delete("/instance/logout/stall")).raise_for_status()
 
             # --- link by QR: the image with "QR n of 30", the phone scans it

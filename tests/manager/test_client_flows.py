@@ -146,9 +146,17 @@ def test_backoff_jitter_bounds() -> None:
 
 
 def test_client_package_imports_nothing_else_of_evolink() -> None:
-    code_ = ("import sys, evolink.client; "
+    code_ = ("import sys, evolink.client, evolink.client.cli; "
              "print(','.join(sorted(m for m in sys.modules if m.startswith('evolink'))))")
     out = subprocess.run([sys.executable, "-c", code_], capture_output=True, text=True, timeout=60,
                          env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"}, check=True).stdout
     loaded = [m for m in out.strip().split(",") if m]
     assert all(m == "evolink" or m.startswith("evolink.client") for m in loaded), loaded
+
+
+def test_an_already_expired_code_is_never_shown() -> None:
+    clock = Clock()
+    answers = [code("OLDD0000", 0), code("OLDD0000", 0), code("NEWW1111"), OPEN]
+    actions, result = drive(code_flow("1555", attempts=1, backoff=NO_JITTER, poll=1, now=clock), answers, clock)
+    assert result is OPEN and [a.item.code for a in actions if isinstance(a, Emit)] == ["NEWW1111"]
+    assert sum(isinstance(a, Restart) for a in actions) == 1

@@ -101,13 +101,15 @@ def code_flow(number: str, *, attempts: int, backoff: Backoff, poll: float,
             answer = yield Connect(number)
             continue
         code = answer.pairing_code
-        if code is not None and code != current:
+        expires_at, expires_in = _expires(answer)
+        if code is not None and code != current and expires_in is not None and expires_in <= 0:
+            current, deadline, renew_wait = code, now(), False  # already expired (e.g. a new run): never shown
+        elif code is not None and code != current:
             if codes >= attempts:
                 raise LinkFailed(f"{codes} pairing code(s) expired without being entered on the phone",
                                  reason="expired", attempts=codes)
             codes += 1
             current, renew_wait = code, False
-            expires_at, expires_in = _expires(answer)
             deadline = now() + (expires_in if expires_in is not None else default_ttl)
             yield Emit(PairingCode(code, number, expires_at, expires_in, codes))
         if current is not None and now() >= deadline:

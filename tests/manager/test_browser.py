@@ -184,6 +184,23 @@ async def test_manager_in_a_real_browser(gateway: tuple[ServeProcess, Any], tmp_
             await page.wait_for_selector("#history tbody tr[data-outcome=expired], #history tbody tr[data-outcome=superseded]")
             (await api.delete("/instance/logout/stall")).raise_for_status()
 
+            # --- the server refuses the code request: the reason, and an automatic retry with the wait shown
+            resp = await admin.put("/admin/faults", json={"companion_hello_error": {"code": 429, "text": "rate-overlimit"}})
+            assert resp.status_code == 200, resp.text
+            await page.click("#back")
+            await create_from_page(page, "cafe")
+            await page.fill("#number", "15550005555")
+            await page.click("#get-code")
+            await page.wait_for_selector("#prompt:not([hidden])[data-reason=error]")
+            assert "rate-overlimit" in await page.inner_text("#prompt-text")
+            await page.wait_for_function(
+                "document.getElementById('retry-wait').textContent.startsWith('Trying again automatically in')")
+            await shot("retry")
+            (await admin.put("/admin/faults", json={})).raise_for_status()
+            await next_code(page, None)  # the automatic retry got the code, nobody clicked
+            assert await page.is_hidden("#prompt"), (await page.get_attribute("#prompt", "data-reason"), await page.inner_text("#prompt"))
+            (await api.delete("/instance/logout/cafe")).raise_for_status()
+
             # --- link by QR: the image with "QR n of 30", the phone scans it
             await phone(admin, "15550003333")
             await page.click("#back")

@@ -224,7 +224,10 @@
     S.current = name; S.last = null; S.shownCode = null; S.codeExpired = false; S.codeExpiresAt = null; S.autoRetries = 0;
     setView("link");
     $("link-title").textContent = name;
-    show("prompt", false); show("code-box", false); show("qr-box", false); show("success", false);
+    hidePrompt(); show("code-box", false); show("qr-box", false); show("success", false);
+    $("pairing-code").textContent = ""; delete $("pairing-code").dataset.code;  // nothing of the previous instance
+    $("qr-img").removeAttribute("src"); $("qr-img").dataset.code = ""; $("countdown").textContent = "";
+    $("history").querySelector("tbody").replaceChildren(); $("clock-panel-link").replaceChildren();
     selectTab("code");
     refreshLink();
   }

@@ -149,5 +149,7 @@ async def test_page_and_assets_are_served(gw: tuple[httpx.AsyncClient, FakeHub, 
     for asset, kind in (("app.js", "javascript"), ("i18n.js", "javascript"), ("app.css", "css")):
         resp = await client.get(f"/manager/static/{asset}")
         assert resp.status_code == 200 and kind in resp.headers["content-type"], asset
+    root = (await client.get("/")).json()
+    assert root["manager"] == str(client.base_url).rstrip("/") + "/manager"  # as in Evolution's GET /
     i18n = (await client.get("/manager/static/i18n.js")).text
     assert '"pt-BR"' in i18n and '"zh-CN"' in i18n

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,14 @@ async def test_stream_is_scoped_to_the_key(gw: tuple[httpx.AsyncClient, FakeHub,
         opened = await ra.until(lambda _n, d: d["event"] == "connection.update" and d["data"]["state"] == "open")
         assert opened["data"]["wuid"] == f"{PHONE}@s.whatsapp.net"
         assert all(d.get("instance") == "a" for name, d in ra.named if name == "message")
+
+    async def unsubscribed() -> None:
+        while True:
+            if len(app.state.live_bus) == 0:
+                return
+            await asyncio.sleep(0.02)  # the server notices the closed streams on its own schedule
+
+    await asyncio.wait_for(unsubscribed(), 10)  # closed browsers leave no subscriber behind
 
 
 @pytest.mark.parametrize("token", ["", "nope", "YWJj.ZGVm", GLOBAL_KEY])

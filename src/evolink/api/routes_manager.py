@@ -101,9 +101,10 @@ async def events(request: Request, token: str = "") -> StreamingResponse:
         scope = tokens.verify(token)
     except TokenError as exc:
         raise ApiError(401, str(exc)) from None
-    sub = bus.subscribe(scope)  # before the response starts: nothing published after this is missed
-
     async def stream() -> AsyncIterator[str]:
+        # Subscribed before `ready` is sent: the page (re)loads its state on `ready`, so nothing is missed;
+        # subscribed inside the generator, so `finally` always unsubscribes.
+        sub = bus.subscribe(scope)
         try:
             yield "retry: 3000\n\n"
             yield _sse("ready", {"scope": "global" if scope.is_global else "instance",

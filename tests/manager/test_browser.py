@@ -210,11 +210,18 @@ async def test_manager_in_a_real_browser(gateway: tuple[ServeProcess, Any], tmp_
             await page.wait_for_selector("#qr-box:not([hidden])")
             qr = await page.get_attribute("#qr-img", "data-code")
             assert qr and qr.count(",") == 3
-            assert re.fullmatch(r"QR \d+ of 30", await page.inner_text("#qr-count"))
+            assert await page.inner_text("#qr-count") == "QR 1 of 30"
             assert (await page.get_attribute("#qr-img", "alt") or "").startswith("QR code to scan")
             await fits_width(page)
             await no_critical_axe(page, "link by QR")
             await shot("qr")
+            # the QR rotates (here: its registration ends after 12 s and the gateway opens a new one):
+            # the page replaces the image from the live stream, and counts it
+            await page.wait_for_function(
+                "q => { const i = document.getElementById('qr-img'); return i.dataset.code && i.dataset.code !== q; }",
+                arg=qr, timeout=(CODE_TTL + 10) * 1000)
+            assert await page.inner_text("#qr-count") == "QR 2 of 30"
+            qr = await page.get_attribute("#qr-img", "data-code")
             resp = await admin.post("/admin/phones/15550003333/scan", json={"qr": qr})
             assert resp.status_code == 200, resp.text
             await page.wait_for_selector("#success:not([hidden])")

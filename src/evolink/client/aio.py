@@ -21,9 +21,10 @@ class AsyncEvolinkClient:
 
     def __init__(self, url: str, api_key: str, *, timeout: float = 30.0,
                  transport: httpx.AsyncBaseTransport | None = None,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, monotonic: Callable[[], float] = time.monotonic) -> None:
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self._http = httpx.AsyncClient(base_url=url.rstrip("/"), headers=_http.headers(api_key), timeout=timeout,
-                                  transport=transport)
+                                       transport=transport)
         self._sleep = sleep
         self._monotonic = monotonic
 
@@ -77,20 +78,21 @@ class AsyncEvolinkClient:
         return rows
 
     # --- linking with retries ------------------------------------------------------------------
-    async def link_by_code(self, instance: str, number: str, *, on_code: Callable[[PairingCode], None] | None = None,
-                     attempts: int = 3, backoff: Backoff = Backoff(), poll: float = 1.0) -> Linked:
+    async def link_by_code(self, instance: str, number: str, *,
+                           on_code: Callable[[PairingCode], None] | None = None, attempts: int = 3,
+                           backoff: Backoff = Backoff(), poll: float = 1.0) -> Linked:
         """Link `instance` to the phone `number` by pairing code; `on_code` is called with each code to
         show (the first, and one new code per expiry). See `evolink.client.linking` for the rules."""
         flow = code_flow(number, attempts=attempts, backoff=backoff, poll=poll, now=self._monotonic)
         return await self._run(instance, flow, on_code, None)
 
     async def link_by_qr(self, instance: str, *, on_qr: Callable[[QrCode], None] | None = None, attempts: int = 3,
-                   backoff: Backoff = Backoff(), poll: float = 1.0) -> Linked:
+                         backoff: Backoff = Backoff(), poll: float = 1.0) -> Linked:
         """Link `instance` by QR; `on_qr` is called with each new QR (they rotate)."""
         return await self._run(instance, qr_flow(attempts=attempts, backoff=backoff, poll=poll), None, on_qr)
 
     async def _run(self, instance: str, flow: Flow, on_code: Callable[[PairingCode], None] | None,
-             on_qr: Callable[[QrCode], None] | None) -> Linked:
+                   on_qr: Callable[[QrCode], None] | None) -> Linked:
         started = self._monotonic()
         codes = 0
         result: Any = None

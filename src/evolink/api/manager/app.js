@@ -189,6 +189,7 @@
         if (r && r.error) throw { message: r.message };
       }
     } catch (e) {
+      // an action the user chose: say why it failed, never retry it automatically
       if (S.view === "link") showPrompt("error", { message: e.message }, false); else errBox.textContent = e.message;
     }
     refreshAll();

@@ -88,3 +88,20 @@ async def test_bus_scopes_and_overflow() -> None:
 ])
 def test_reason_keys(reason: str | None, status: int | None, message: str | None, key: str | None) -> None:
     assert reason_key(reason, status, message) == key
+
+
+def test_last_disconnect_from_the_stored_row() -> None:
+    from evolink.gateway.console import instance_view, last_disconnect
+    from evolink.store.models import Instance
+
+    row = Instance(id="i1", name="a", token="T", connection_status="close", owner_jid="15550001111@s.whatsapp.net",
+                   disconnection_reason_code=401, disconnection_object='{"reason": "logged_out", "by": "api"}')
+    assert last_disconnect(row, None) == {"reason": "logged_out", "code": 401, "message": None, "at": None}
+    row.disconnection_object = "not json"
+    row.disconnection_reason_code = 503
+    assert last_disconnect(row, None)["reason"] == "connection_lost"  # type: ignore[index]
+    view = instance_view(row, None, qrcode_limit=30, phone_client="Evolution API", phone_name="Chrome")
+    assert view["state"] == "close" and view["mode"] == "qr" and view["browser"] == "Chrome on Evolution API"
+    assert view["pairing"] is None and view["ownerJid"] == "15550001111@s.whatsapp.net"
+    row.disconnection_reason_code = None
+    assert last_disconnect(row, None) is None

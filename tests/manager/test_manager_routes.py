@@ -162,3 +162,14 @@ async def test_page_and_assets_are_served(gw: tuple[httpx.AsyncClient, FakeHub, 
     assert root["manager"] == str(client.base_url).rstrip("/") + "/manager"  # as in Evolution's GET /
     i18n = (await client.get("/manager/static/i18n.js")).text
     assert '"pt-BR"' in i18n and '"zh-CN"' in i18n
+
+
+async def test_server_disable_manager(tmp_path: Path) -> None:
+    hub = FakeHub()
+    async with served(make_settings(tmp_path, SERVER_DISABLE_MANAGER=True), engine_factory=hub.factory) as (base, app):
+        async with httpx.AsyncClient(base_url=base, headers={"apikey": GLOBAL_KEY}) as client:
+            assert "manager" not in (await client.get("/")).json()
+            for path in ("/manager/", "/manager/static/app.js"):
+                assert (await client.get(path)).status_code == 404
+            assert (await client.post("/manager/api/session")).status_code == 404
+            assert app.state.gateway.publisher.listeners == []

@@ -107,7 +107,8 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
                                          events=dict(settings.webhook_events)),
             server_url=settings.SERVER_URL, expose_apikey=settings.AUTHENTICATION_EXPOSE_IN_FETCH_INSTANCES,
             lookup_webhook=lookup)
-        routes_manager.attach(app, publisher)
+        if not settings.SERVER_DISABLE_MANAGER:
+            routes_manager.attach(app, publisher)
         worker = DeliveryWorker(store, retry_policy(settings), publisher.wake,
                                 timeout=settings.WEBHOOK_REQUEST_TIMEOUT_MS / 1000, client=http_client,
                                 clock=the_clock)
@@ -156,5 +157,6 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
     app.include_router(instance_router)
     app.include_router(health_router)
     app.include_router(metrics_router)
-    routes_manager.install(app)
+    if not settings.SERVER_DISABLE_MANAGER:
+        routes_manager.install(app)
     return app

@@ -274,5 +274,12 @@ async def test_manager_in_a_real_browser(gateway: tuple[ServeProcess, Any], tmp_
             assert await page.is_hidden("#code-box")
             await fits_width(page)
             await shot("clock-refused")
+
+            # --- delete from the page (confirmed in the browser's dialog): back to the list, gone
+            await page.click("#act-delete")
+            await page.wait_for_selector("#view-instances:not([hidden])")
+            await page.wait_for_selector("[data-instance=kiosk]")
+            assert await page.query_selector("[data-instance=late]") is None
+            assert (await api.get("/instance/connectionState/late")).status_code == 404
         finally:
             await browser.close()

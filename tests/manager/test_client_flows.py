@@ -95,7 +95,8 @@ def test_attempts_bound_the_codes() -> None:
 @pytest.mark.parametrize("answer, error", [
     (err("refused", clock={"fix": "timedatectl set-ntp true"}), ClockRefused),
     (err('"12" is not a phone number: use digits with the country code'), InvalidNumber),
-    (err('Instance "a" is linking number ...1111 with a pairing code; log out first'), LinkRefused),
+    (err('Instance "a" is linking number ...1111 with a pairing code; '
+     'log out first to link a different number'), LinkRefused),
 ])
 def test_refusals_raise_after_one_request(answer: ConnectAnswer, error: type[Exception]) -> None:
     clock = Clock()
@@ -160,3 +161,15 @@ def test_an_already_expired_code_is_never_shown() -> None:
     actions, result = drive(code_flow("1555", attempts=1, backoff=NO_JITTER, poll=1, now=clock), answers, clock)
     assert result is OPEN and [a.item.code for a in actions if isinstance(a, Emit)] == ["NEWW1111"]
     assert sum(isinstance(a, Restart) for a in actions) == 1
+
+
+def test_already_linked_while_the_link_completes_is_not_a_failure() -> None:
+    clock = Clock()
+    settling = err("The WhatsApp server did not confirm a pairing code: this engine is already linked; log out first")
+    actions, result = drive(code_flow("1555", attempts=1, backoff=NO_JITTER, poll=1, now=clock),
+                            [code("AAAA1111"), settling, settling, OPEN], clock)
+    assert result is OPEN and not any(isinstance(a, Restart) for a in actions)
+    with pytest.raises(LinkRefused):  # the other "log out first" is a real refusal
+        drive(code_flow("1555", attempts=3, backoff=NO_JITTER, poll=1, now=clock),
+              [err('Instance "a" is linking number ...2222 with a pairing code; log out first to link a different '
+                   "number")], clock)

@@ -41,11 +41,14 @@ async def gateway(tmp_path: Path) -> AsyncIterator[tuple[str, Sandbox]]:
 def spawn(base: str, *args: str) -> Any:
     return pexpect.spawn(sys.executable, ["-m", "evolink", "link", *args, "--url", base, "--key", GLOBAL_KEY,
                                           "--poll", "0.25", "--backoff", "0.5"],
-                         timeout=30, dimensions=(60, 120))
+                         timeout=30, dimensions=(60, 120), maxread=20000)
 
 
 async def expect(child: Any, pattern: Any, within: float = 30) -> Any:
-    await asyncio.to_thread(child.expect, pattern, timeout=within)
+    try:
+        await asyncio.to_thread(child.expect, pattern, timeout=within)
+    except pexpect.TIMEOUT:
+        raise AssertionError(f"{pattern!r} not seen; the terminal showed:\n{child.before.decode(errors='replace')}") from None
     return child.match
 
 

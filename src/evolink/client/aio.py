@@ -14,6 +14,9 @@ from evolink.client.errors import GatewayUnreachable
 from evolink.client.linking import Connect, Emit, Flow, Restart, Sleep, code_flow, qr_flow
 from evolink.client.models import Backoff, ConnectAnswer, Linked, PairingCode, QrCode
 
+OWNER_READS = 5  # reads of fetchInstances after `open`, until the owner JID is there
+OWNER_READ_DELAY = 0.2
+
 
 class AsyncEvolinkClient:
     """Async client. `url` is the gateway (e.g. http://localhost:8080), `api_key` the global key or
@@ -114,6 +117,11 @@ class AsyncEvolinkClient:
                         on_qr(action.item)
         except StopIteration:
             pass
-        rows = await self.fetch_instances(instance)
-        row = rows[0] if rows else {}
+        row: dict[str, Any] = {}
+        for _ in range(OWNER_READS):  # the gateway answers `open` a moment before it stores the owner
+            rows = await self.fetch_instances(instance)
+            row = rows[0] if rows else {}
+            if row.get("ownerJid"):
+                break
+            await self._sleep(OWNER_READ_DELAY)
         return Linked(instance, row.get("ownerJid"), row.get("profileName"), self._monotonic() - started, codes)

@@ -50,7 +50,11 @@ class Emit:
 Action = Connect | Restart | Sleep | Emit
 Flow = Generator[Action, Any, ConnectAnswer]
 
-_FATAL_MARKERS = ("log out first", "Invalid integration", "instance does not exist")
+_FATAL_MARKERS = ("log out first to link a different number", "Invalid integration", "instance does not exist")
+# Seen while the phone's link completes (pair-success → restart → login): evolink's connect may try a
+# new code on the restarting socket and report the engine "already linked". Not a failure: poll on.
+_LINKING_MARKERS = ("already linked",)
+SETTLE_POLLS = 40  # polls tolerated in that state before it counts as a failure
 
 
 def raise_if_fatal(answer: ConnectAnswer) -> None:
@@ -87,12 +91,18 @@ def code_flow(number: str, *, attempts: int, backoff: Backoff, poll: float,
     current: str | None = None
     deadline = 0.0
     renew_wait = False  # the expired code's grace delay has been slept
+    settling = 0
     answer: ConnectAnswer = yield Connect(number)
     while True:
         if answer.kind == "open":
             return answer
         if answer.kind == "error":
             raise_if_fatal(answer)
+            if any(m in answer.message for m in _LINKING_MARKERS) and settling < SETTLE_POLLS:
+                settling += 1
+                yield Sleep(poll)
+                answer = yield Connect(number)
+                continue
             failures += 1
             if failures >= attempts:
                 raise LinkFailed(f"linking failed {failures} times; last answer: {answer.message}",

@@ -13,6 +13,9 @@ from evolink.client.errors import GatewayUnreachable
 from evolink.client.linking import Connect, Emit, Flow, Restart, Sleep, code_flow, qr_flow
 from evolink.client.models import Backoff, ConnectAnswer, Linked, PairingCode, QrCode
 
+OWNER_READS = 5  # reads of fetchInstances after `open`, until the owner JID is there
+OWNER_READ_DELAY = 0.2
+
 
 class EvolinkClient:
     """Sync client. `url` is the gateway (e.g. http://localhost:8080), `api_key` the global key or
@@ -111,6 +114,11 @@ class EvolinkClient:
                         on_qr(action.item)
         except StopIteration:
             pass
-        rows = self.fetch_instances(instance)
-        row = rows[0] if rows else {}
+        row: dict[str, Any] = {}
+        for _ in range(OWNER_READS):  # the gateway answers `open` a moment before it stores the owner
+            rows = self.fetch_instances(instance)
+            row = rows[0] if rows else {}
+            if row.get("ownerJid"):
+                break
+            self._sleep(OWNER_READ_DELAY)
         return Linked(instance, row.get("ownerJid"), row.get("profileName"), self._monotonic() - started, codes)

@@ -285,7 +285,11 @@
     } else if (S.shownCode !== pretty && $("prompt").dataset.reason !== "expired_new") {
       hidePrompt();
     }
-    if (S.shownCode !== pretty) { S.codeExpired = false; stopRetry(); }
+    if (S.shownCode !== pretty) {
+      S.codeExpired = false; stopRetry();
+      const bar = $("progress-bar");  // a new code starts full: no animation from the old one's empty bar
+      bar.style.transition = "none"; bar.style.width = "100%"; void bar.offsetWidth; bar.style.transition = "";
+    }
     S.shownCode = pretty;
     $("pairing-code").textContent = pretty;
     $("pairing-code").dataset.code = pretty;

@@ -9,6 +9,7 @@ need_apt=()
 command -v faketime >/dev/null 2>&1 || need_apt+=(faketime)
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)  # the web manager's browser test (Playwright drives it)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== apt: installing ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -22,6 +23,11 @@ bash scripts/bootstrap.sh dev
 echo "== npm peer (baileys, pinned)"
 if [ ! -d tests/interop/node_modules/baileys ] || [ tests/interop/package-lock.json -nt tests/interop/node_modules/.package-lock.json ]; then
   (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+
+echo "== npm: axe-core for the web manager's browser test (pinned)"
+if [ ! -f tests/manager/node_modules/axe-core/axe.min.js ] || [ tests/manager/package-lock.json -nt tests/manager/node_modules/.package-lock.json ]; then
+  (cd tests/manager && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
 
 echo "== services"

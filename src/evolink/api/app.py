@@ -11,6 +11,7 @@ import httpx
 from fastapi import FastAPI
 
 from evolink import __version__
+from evolink.api import routes_manager
 from evolink.api.apikey import ApiKey, resolve_api_key
 from evolink.api.context import GatewayContext
 from evolink.api.cors import install_cors
@@ -118,6 +119,8 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
                                          events=dict(settings.webhook_events)),
             server_url=settings.SERVER_URL, expose_apikey=settings.AUTHENTICATION_EXPOSE_IN_FETCH_INSTANCES,
             lookup_webhook=lookup)
+        if not settings.SERVER_DISABLE_MANAGER:
+            routes_manager.attach(app, publisher)
         worker = DeliveryWorker(store, retry_policy(settings), publisher.wake,
                                 timeout=settings.WEBHOOK_REQUEST_TIMEOUT_MS / 1000, client=http_client,
                                 clock=the_clock)
@@ -172,4 +175,6 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
     app.include_router(instance_router)
     app.include_router(health_router)
     app.include_router(metrics_router)
+    if not settings.SERVER_DISABLE_MANAGER:
+        routes_manager.install(app)
     return app

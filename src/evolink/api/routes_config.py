@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 
 from evolink import __version__
 from evolink.api.auth import instance_guard
@@ -20,16 +20,17 @@ WA_WEB_VERSION = ".".join(str(p) for p in DEFAULT_VERSION)  # what the engine an
 
 
 @router.get("/", tags=["server"], summary="Welcome / liveness (Evolution's de-facto health check)")
-async def root(ctx: GatewayContext = Depends(get_context)) -> dict[str, Any]:
-    return {
+async def root(request: Request, ctx: GatewayContext = Depends(get_context)) -> dict[str, Any]:
+    body: dict[str, Any] = {
         "status": 200,
         "message": "Welcome to the Evolution API, it is working!",
         "version": EVOLUTION_VERSION,
         "clientName": ctx.settings.DATABASE_CONNECTION_CLIENT_NAME,
-        "documentation": "/docs",
-        "whatsappWebVersion": WA_WEB_VERSION,
-        "evolink": __version__,
     }
+    if not ctx.settings.SERVER_DISABLE_MANAGER:  # omitted when disabled, as Evolution does
+        body["manager"] = f"{str(request.base_url).rstrip('/')}/manager"  # the web manager (docs/manager.md)
+    body.update({"documentation": "/docs", "whatsappWebVersion": WA_WEB_VERSION, "evolink": __version__})
+    return body
 
 
 @router.post("/webhook/set/{instanceName}", status_code=201, tags=["webhook"])

@@ -31,6 +31,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="listen address (default SERVER_HOST or 0.0.0.0)")
     p.add_argument("--port", type=int, help="listen port (default SERVER_PORT or 8080)")
     p.add_argument("--env-file", default=".env", help="dotenv file to read (default .env)")
+    p.add_argument("--sandbox-code-ttl", type=float, metavar="SECONDS",
+                   help="with --sandbox: a pairing code / QR registration lives this long in the embedded sandbox "
+                        "(one QR ref; the engine mirrors it), to watch codes expire and renew (default: the "
+                        "sandbox's 180 s codes and 60 s + 5 x 20 s QRs)")
     return p
 
 
@@ -70,14 +74,28 @@ def announce_key(key: ApiKey) -> None:
 
 
 @contextlib.asynccontextmanager
-async def embedded_sandbox(data_dir: Path) -> AsyncIterator[Any]:
+async def embedded_sandbox(data_dir: Path, code_ttl: float | None = None) -> AsyncIterator[Any]:
     from evolink.sandbox.config import SandboxConfig
     from evolink.sandbox.server import Sandbox
 
     sandbox_dir = data_dir / "sandbox"
     sandbox_dir.mkdir(parents=True, exist_ok=True)
-    async with Sandbox.start(SandboxConfig(data_dir=sandbox_dir)) as sb:
+    config = SandboxConfig(data_dir=sandbox_dir)
+    if code_ttl is not None:
+        config.pairing_code_ttl = config.qr_first_ttl = code_ttl
+        config.qr_ref_count, config.qr_close_grace = 1, 0.5
+    async with Sandbox.start(config) as sb:
         yield sb
+
+
+def sandbox_engine_factory(settings: Settings, code_ttl: float) -> Any:
+    """The real engine, told the embedded sandbox's shortened code/QR lifetime (so countdowns are true)."""
+    from evolink.gateway.engine_factory import real_engine_factory
+
+    return real_engine_factory(ws_url=settings.WA_WEBSOCKET_URL, root_public_key=bytes.fromhex(settings.WA_ROOT_PUBLIC_KEY or ""),
+                               phone_client=settings.CONFIG_SESSION_PHONE_CLIENT,
+                               phone_name=settings.CONFIG_SESSION_PHONE_NAME,
+                               overrides={"pairing_code_ttl": code_ttl, "qr_first_ttl": code_ttl})
 
 
 async def _check_database(settings: Settings) -> None:
@@ -91,7 +109,8 @@ async def _check_database(settings: Settings) -> None:
         await db.dispose()
 
 
-async def _serve(settings: Settings, key: ApiKey, sandbox: bool, host: str, port: int) -> int:
+async def _serve(settings: Settings, key: ApiKey, sandbox: bool, host: str, port: int,
+                 code_ttl: float | None = None) -> int:
     import uvicorn
 
     from evolink.api.app import create_app
@@ -106,7 +125,7 @@ async def _serve(settings: Settings, key: ApiKey, sandbox: bool, host: str, port
         clock_env = dict(os.environ)
         admin_url: str | None = None
         if sandbox:
-            sb = await stack.enter_async_context(embedded_sandbox(settings.EVOLINK_DATA_DIR))
+            sb = await stack.enter_async_context(embedded_sandbox(settings.EVOLINK_DATA_DIR, code_ttl))
             settings = settings.model_copy(update={"WA_WEBSOCKET_URL": sb.ws_url,
                                                    "WA_ROOT_PUBLIC_KEY": sb.root_public_key})
             admin_url = sb.admin_url
@@ -123,9 +142,12 @@ async def _serve(settings: Settings, key: ApiKey, sandbox: bool, host: str, port
         except ClockConfigError as exc:
             print(f"evolink serve: {exc}", file=sys.stderr)
             return 2
-        app = create_app(settings, api_key=key, clock_guard=guard, sandbox_admin_url=admin_url)
+        engines = sandbox_engine_factory(settings, code_ttl) if sandbox and code_ttl is not None else None
+        app = create_app(settings, api_key=key, clock_guard=guard, sandbox_admin_url=admin_url,
+                         engine_factory=engines)
+        # Open live streams (the web manager's SSE) never finish by themselves: bound the graceful stop.
         config = uvicorn.Config(app, host=host, port=port, log_level=logging.getLevelName(log_level(settings.LOG_LEVEL)).lower(),
-                                lifespan="on", access_log=False)
+                                lifespan="on", access_log=False, timeout_graceful_shutdown=5)
         server = uvicorn.Server(config)
         print(f"evolink: gateway on http://{host}:{port} (OpenAPI at /docs)", flush=True)
         try:
@@ -156,7 +178,10 @@ def main(argv: list[str]) -> int:
     announce_key(key)
     host = args.host or settings.SERVER_HOST
     port = args.port if args.port is not None else settings.SERVER_PORT
+    if args.sandbox_code_ttl is not None and not (args.sandbox and 2 <= args.sandbox_code_ttl <= 600):
+        print("evolink serve: --sandbox-code-ttl needs --sandbox and 2 <= SECONDS <= 600", file=sys.stderr)
+        return 2
     try:
-        return asyncio.run(_serve(settings, key, args.sandbox, host, port))
+        return asyncio.run(_serve(settings, key, args.sandbox, host, port, args.sandbox_code_ttl))
     except KeyboardInterrupt:
         return 0

@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     SERVER_HOST: str = "0.0.0.0"
     SERVER_URL: str | None = None
     SERVER_NAME: str = "evolution"
+    SERVER_DISABLE_MANAGER: bool = False  # Evolution's switch: no /manager page nor its API
 
     # auth
     AUTHENTICATION_API_KEY: str | None = None

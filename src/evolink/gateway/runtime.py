@@ -152,6 +152,9 @@ class InstanceRuntime:
         self._announced_code: str | None = None
         self._persisted_status: str | None = None
         self._closed = False
+        # The phone accepted the code (pair-success, then the 515 restart): until `open` (or a close),
+        # no new code is requested, whatever `connect?number=` says (the engine is already linked).
+        self._pair_accepted = False
         self._on_state = on_state
         self._proxy_lookup = proxy_lookup
         self.proxy_shown: str | None = None  # redacted URL of the proxy the current engine uses
@@ -210,7 +213,8 @@ class InstanceRuntime:
                     return {"error": True, "message": f'Instance "{self.name}" did not connect: {exc}'}
             if phone is not None and self.mode != "code":
                 self.mode, self.phone = "code", phone  # switch this live connection to code mode
-            if self.mode == "code" and self.phone and self._code_task is None and self.qr.pairing_code is None:
+            if self.mode == "code" and self.phone and self._code_task is None and self.qr.pairing_code is None \
+                    and not self._pair_accepted:
                 self._code_error = None
                 self._start_code_request()
         await self._wait(self._ready, self.options.connect_wait)
@@ -323,6 +327,7 @@ class InstanceRuntime:
         gen = self._gen
         self.qr.code = self.qr.base64 = None
         self._clear_code()
+        self._pair_accepted = False
         self.last_close = self.last_retry = None
         engine = self._factory(EngineRequest(self.name, self.instance_id, self.creds, self.mode, self.clock,
                                              proxy=spec.url() if spec is not None else None))
@@ -478,7 +483,7 @@ class InstanceRuntime:
         self.qr.code, self.qr.base64 = code, png  # together: never a code without its image
         self._notify()
         if self.mode == "code" and self.phone and self.qr.pairing_code is None and self._code_task is None \
-                and self._code_error is None:
+                and self._code_error is None and not self._pair_accepted:
             self._start_code_request()  # a new registration socket after a lost one: one new code
         if self.mode == "qr" and ev.index == 0:
             await self._record_attempt("qr", None, ev.expires_at)
@@ -506,6 +511,7 @@ class InstanceRuntime:
         self.wuid = bare_jid(ev.jid)
         self.profile_name = ev.push_name
         self.last_close = self.last_retry = None
+        self._pair_accepted = False
         self._set_state("open")
         self._clear_code()
         await self._finish_attempts("success")
@@ -521,6 +527,8 @@ class InstanceRuntime:
         lost_code = self.qr.pairing_code is not None
         self._clear_code()
         # 515 right after pair-success is the success path (login follows); anything else kills the code.
+        if lost_code and ev.reason == CloseReason.RESTART_REQUIRED:
+            self._pair_accepted = True
         if lost_code and ev.reason != CloseReason.RESTART_REQUIRED:
             await self._finish_attempts(_ATTEMPT_OUTCOME.get(ev.reason, "failed"))
         if ev.will_reconnect:
@@ -538,6 +546,7 @@ class InstanceRuntime:
                 await self._renew_registration(self._gen)
             return
         self.last_close = ev
+        self._pair_accepted = False
         self._set_state("close")
         now = self.clock.now()
         await self._finish_attempts(_ATTEMPT_OUTCOME.get(ev.reason, "failed"))

@@ -101,6 +101,9 @@ class EventPublisher:
         self._expose = expose_apikey
         self._lookup_webhook = lookup_webhook  # async (instance_id) -> WebhookTarget | None
         self.wake: asyncio.Event = asyncio.Event()
+        # In-process listeners (the web manager's live stream): called for every event, before the
+        # outbox, with (instance, event, data, date_time); they must not block and must not raise.
+        self.listeners: list[Callable[[InstanceRef, str, Any, str], None]] = []
 
     def envelope(self, inst: InstanceRef, event: str, data: Any, destination: str) -> dict[str, Any]:
         env: dict[str, Any] = {
@@ -121,6 +124,13 @@ class EventPublisher:
     async def publish(self, inst: InstanceRef, event: str, data: Any,
                       webhook: WebhookTarget | None = None, *, use_stored: bool = True) -> int:
         """Enqueue `event` for every destination that wants it; returns the number of rows stored."""
+        if self.listeners:
+            stamp = iso_utc(self._clock.now())
+            for listener in self.listeners:
+                try:
+                    listener(inst, event, data, stamp)
+                except Exception:  # a live view must never break delivery
+                    log.exception("event listener failed", extra={"event": event})
         key = event_key(event)
         suffix = event_suffix(event)
         if webhook is None and use_stored:

@@ -68,6 +68,8 @@ def describe_offset(offset: float) -> str:
     """'3h00m20.0s ahead of' / '1.5s behind' true time (host relative to truth)."""
     ahead = offset < 0
     a = abs(offset)
+    if a >= 59.95:  # shown to 0.1 s: round first, so 3599.98 reads 1h00m00.0s, not 59m60.0s
+        a = round(a, 1)
     h, rem = divmod(a, 3600)
     m, s = divmod(rem, 60)
     if h >= 1:

@@ -92,6 +92,7 @@ class CorrectedClock:
         self._uncertainty = uncertainty
         self._source = source
         self._upstream: dict[str, UpstreamSample] = {}
+        self._recorded: dict[str, float] = {}  # monotonic time each sample was recorded
 
     @property
     def offset(self) -> float:
@@ -118,13 +119,18 @@ class CorrectedClock:
         sample = UpstreamSample(source, server_unix - host, uncertainty, host)
         with self._lock:
             self._upstream[source] = sample
+            self._recorded[source] = time.monotonic()
         return sample
 
-    def shift_upstream(self, step: float) -> None:
-        """The host clock was stepped by ``step`` seconds: the samples still describe true time, so
-        their offsets (true − host) drop by the step and their host timestamps move with it."""
+    def shift_upstream(self, step: float, window: float) -> None:
+        """The host clock was stepped by ``step`` seconds, at most ``window`` seconds ago. Samples
+        recorded before that still describe true time: their offsets (true − host) drop by the step
+        and their host timestamps move with it. One recorded inside the window may be on either side
+        of the step and is dropped."""
+        cutoff = time.monotonic() - window
         with self._lock:
-            self._upstream = {k: s.shifted(step) for k, s in self._upstream.items()}
+            self._upstream = {k: s.shifted(step) for k, s in self._upstream.items()
+                              if self._recorded.get(k, 0.0) <= cutoff}
 
     def upstream(self) -> dict[str, UpstreamSample]:
         with self._lock:

@@ -28,9 +28,12 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from evolink.clock.base import elapsed as default_elapsed
+from evolink.clock.base import iso_utc
+from evolink.clock.verdict import describe_duration
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,33 @@ class ClockStep:
     @property
     def size(self) -> float:
         return abs(self.seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class StepReport:
+    """What the guard makes of a step: logged, counted, and sent as the ``CLOCK_STEP`` event."""
+
+    step: ClockStep
+    detected_at: float  # corrected unix time at detection (after the immediate correction)
+    estimated_offset: float | None  # true − host after the step (last measured offset − step)
+    policy: str
+    threshold: float
+
+    def describe(self) -> str:
+        return f"wall clock stepped {self.step.direction} by {describe_duration(self.step.seconds)}"
+
+    def to_dict(self) -> dict[str, object]:
+        """The ``CLOCK_STEP`` event's ``data`` (and the ``lastStep`` of a link decision)."""
+        est = self.estimated_offset
+        return {
+            "direction": str(self.step.direction),
+            "stepSeconds": round(self.step.seconds, 3),
+            "thresholdSeconds": self.threshold,
+            "detectedAt": iso_utc(datetime.fromtimestamp(self.detected_at, UTC)),
+            "hostTime": iso_utc(datetime.fromtimestamp(self.step.wall_after, UTC)),
+            "estimatedOffsetSeconds": None if est is None else round(est, 3),
+            "policy": self.policy,
+        }
 
 
 class DetectorState(StrEnum):

@@ -50,7 +50,7 @@ HTTP_MIN_INTERVAL = 300.0  # probe the upstream Date at most this often while NT
 STEP_WINDOW_MARGIN = 0.05  # seconds added to the detector's tick gap when deciding what may straddle a step
 MEASURE_ATTEMPTS = 3  # rounds tried while the clock keeps being stepped under them
 STEP_MENTION_SECONDS = 3600.0  # a refusal names the last step for this long
-StepListener = Callable[[StepReport], None]
+StepListener = Callable[[StepReport], object]
 
 
 class ClockGuard:

@@ -21,6 +21,7 @@ VERDICTS = ("ok", "skewed", "unsynced", "local_time_rtc", "ntp_unreachable", "no
 PAIRING_METHODS = ("code", "qr")
 PAIRING_RESULTS = ("success", "failed", "expired", "superseded", "refused_clock")
 INSTANCE_STATES = ("open", "connecting", "close")
+CLOCK_STEP_DIRECTIONS = ("forward", "backward")
 DEFAULT_INTEGRATION = "WHATSAPP-BAILEYS"
 
 # --- clock ---------------------------------------------------------------------------------------
@@ -47,6 +48,9 @@ clock_kernel_maxerror_seconds = Gauge(
     registry=REGISTRY)
 clock_kernel_synced = Gauge(
     "evolink_clock_kernel_synced", "1 when the kernel maxerror is below 16 s", registry=REGISTRY)
+clock_steps_total = Counter(
+    "evolink_clock_steps", "Wall-clock steps detected while running (VM resume, date -s, NTP step)",
+    ["direction"], registry=REGISTRY)
 clock_link_decisions_total = Counter(
     "evolink_clock_link_decisions_total", "Link decisions taken by the clock guard",
     ["policy", "decision", "reason"], registry=REGISTRY)
@@ -79,6 +83,8 @@ for _m in PAIRING_METHODS:  # export zeros so rate() and alerts work before the 
         pairing_attempts_total.labels(_m, _r)
 for _s in INSTANCE_STATES:
     instances.labels(_s).set(0)
+for _d in CLOCK_STEP_DIRECTIONS:
+    clock_steps_total.labels(_d)
 evolution_instances_total.set(0)
 
 
@@ -133,6 +139,10 @@ def set_timezone_info(*, configured: str | None, effective: str, expected: str |
                       tzdata_version: str | None, valid: bool) -> None:
     timezone_info.info({"configured": configured or "", "effective": effective, "expected": expected or "",
                         "tzdata_version": tzdata_version or "", "valid": "true" if valid else "false"})
+
+
+def record_clock_step(direction: str) -> None:
+    clock_steps_total.labels(_bounded(direction, CLOCK_STEP_DIRECTIONS, "forward")).inc()
 
 
 def record_link_decision(policy: str, allowed: bool, reason: str) -> None:

@@ -293,21 +293,34 @@ class SteppableClock:
         return datetime.fromtimestamp(self.time(), UTC)
 
 
+class SteppableElapsed:
+    """The engine's never-stepped clock, advanced by the test (a code's real life passing)."""
+
+    def __init__(self) -> None:
+        self.extra = 0.0
+
+    def __call__(self) -> float:
+        return time.monotonic() + self.extra
+
+
 async def test_expired_code_is_renewed_other_phone_refused_and_linked_engine_refuses(
         sandbox: Sandbox, make_engine: EngineFactory) -> None:
-    clock = SteppableClock()
+    clock, elapsed = SteppableClock(), SteppableElapsed()
     engine, rec = make_engine(sandbox, clock=clock, pairing_code_ttl=60)
+    engine.elapsed = elapsed
     await engine.start()
     first = await engine.request_pairing_code(PHONE)
     assert (first.expires_at - first.issued_at).total_seconds() == 60
     with pytest.raises(PairingError):
         await engine.request_pairing_code("15550002222")
-    clock.shift = 61  # the code expired (by the engine's clock)
+    clock.shift = 7200  # a wall-clock step is not the code's life passing: same code
+    assert (await engine.request_pairing_code(PHONE)).code == first.code
+    clock.shift = 0
+    elapsed.extra = 61  # the code expired (61 s of real life)
     second = await engine.request_pairing_code(PHONE)
     assert second.code != first.code and second.issued_at > first.issued_at
     reg = sandbox_conn(sandbox, lambda c: c["open"])
     assert reg["stanza_log"].count("companion_hello") == 2
-    clock.shift = 0
     await sandbox.link_code(PHONE, second.code)
     await rec.wait(OpenEvent)
     with pytest.raises(AlreadyPaired):

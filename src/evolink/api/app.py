@@ -139,7 +139,11 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
         app.state.database = db
         app.state.instance_states = manager.states
         observe.set_environment_info(__version__, settings.DATABASE_CONNECTION_CLIENT_NAME, settings.SERVER_URL or "")
+        stop_step_events = None
         if clock_guard is not None:
+            # CLOCK_STEP (evolink extension event) for every loaded instance that subscribed to it.
+            stop_step_events = clock_guard.add_step_listener(
+                lambda report: manager.announce_clock_step(report.to_dict()))
             clock_guard.start()
         worker.start()
         if clock_guard is not None:
@@ -156,6 +160,8 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
         try:
             yield
         finally:
+            if stop_step_events is not None:
+                stop_step_events()
             await manager.shutdown()
             await worker.stop()
             if clock_guard is not None:

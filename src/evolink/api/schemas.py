@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from evolink.api.settings import EVENT_KEYS
+from evolink.api.settings import EVENT_KEYS, EXTENSION_EVENT_KEYS
 from evolink.clock.base import iso_utc
 from evolink.store.models import Instance, Setting, Webhook
 
@@ -14,9 +14,10 @@ from evolink.store.models import Instance, Setting, Webhook
 def _check_events(events: list[str] | None) -> list[str] | None:
     if events is None:
         return None
-    bad = [e for e in events if e not in EVENT_KEYS]
+    allowed = (*EVENT_KEYS, *EXTENSION_EVENT_KEYS)
+    bad = [e for e in events if e not in allowed]
     if bad:
-        raise ValueError(f"unknown event(s) {', '.join(bad)}; allowed: {', '.join(EVENT_KEYS)}")
+        raise ValueError(f"unknown event(s) {', '.join(bad)}; allowed: {', '.join(allowed)}")
     return events
 
 

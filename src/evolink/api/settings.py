@@ -23,10 +23,13 @@ EVENT_KEYS: tuple[str, ...] = (
     "REMOVE_INSTANCE", "LOGOUT_INSTANCE", "INSTANCE_CREATE", "INSTANCE_DELETE", "STATUS_INSTANCE",
 )
 """Event keys a per-instance webhook may list (Evolution 2.3.7's allowed list, same order)."""
+EXTENSION_EVENT_KEYS: tuple[str, ...] = ("CLOCK_STEP",)
+"""evolink's own events (opt-in: listed by a webhook, or WEBHOOK_EVENTS_<KEY>=true)."""
 
 # Keys that have a global `WEBHOOK_EVENTS_<KEY>` flag in Evolution (per-instance-only ones excluded).
 _PER_INSTANCE_ONLY = ("STATUS_INSTANCE", "REMOVE_INSTANCE", "LOGOUT_INSTANCE", "GROUP_UPDATE")
-GLOBAL_EVENT_FLAGS: tuple[str, ...] = (*(k for k in EVENT_KEYS if k not in _PER_INSTANCE_ONLY), "GROUPS_UPDATE")
+GLOBAL_EVENT_FLAGS: tuple[str, ...] = (*(k for k in EVENT_KEYS if k not in _PER_INSTANCE_ONLY), "GROUPS_UPDATE",
+                                       *EXTENSION_EVENT_KEYS)
 
 DEFAULT_NON_RETRYABLE = (400, 401, 403, 404, 422)
 

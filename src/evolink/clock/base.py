@@ -8,8 +8,10 @@ and sets the offset through ``set_offset``.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol, overload
@@ -24,6 +26,24 @@ def iso_utc(value: datetime | None) -> str | None:
     if value is None:
         return None
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _elapsed_clock() -> Callable[[], float]:
+    boottime = getattr(time, "CLOCK_BOOTTIME", None)
+    if boottime is None:
+        return time.monotonic
+    try:
+        time.clock_gettime(boottime)
+    except OSError:  # a kernel or sandbox without it
+        return time.monotonic
+    return functools.partial(time.clock_gettime, boottime)
+
+
+elapsed: Callable[[], float] = _elapsed_clock()
+"""Seconds on a clock that is never stepped and keeps counting while the system is suspended
+(``CLOCK_BOOTTIME`` on Linux, ``time.monotonic`` elsewhere). Use it to measure real durations: a
+pairing code's remaining life, the gap between two step-detector ticks. ``CLOCK_MONOTONIC`` stops
+during suspend, so a resumed laptop or VM would look like a forward wall-clock step to it."""
 
 
 class Clock(Protocol):
@@ -58,6 +78,10 @@ class UpstreamSample:
     uncertainty: float
     observed_at: float  # host unix time when observed
 
+    def shifted(self, step: float) -> UpstreamSample:
+        """The same observation after the host clock was stepped by ``step`` seconds."""
+        return UpstreamSample(self.source, self.offset - step, self.uncertainty, self.observed_at + step)
+
 
 class CorrectedClock:
     """Host time plus the best known offset to true time. Thread-safe; cheap to call."""
@@ -68,6 +92,7 @@ class CorrectedClock:
         self._uncertainty = uncertainty
         self._source = source
         self._upstream: dict[str, UpstreamSample] = {}
+        self._recorded: dict[str, float] = {}  # monotonic time each sample was recorded
 
     @property
     def offset(self) -> float:
@@ -94,7 +119,18 @@ class CorrectedClock:
         sample = UpstreamSample(source, server_unix - host, uncertainty, host)
         with self._lock:
             self._upstream[source] = sample
+            self._recorded[source] = time.monotonic()
         return sample
+
+    def shift_upstream(self, step: float, window: float) -> None:
+        """The host clock was stepped by ``step`` seconds, at most ``window`` seconds ago. Samples
+        recorded before that still describe true time: their offsets (true − host) drop by the step
+        and their host timestamps move with it. One recorded inside the window may be on either side
+        of the step and is dropped."""
+        cutoff = time.monotonic() - window
+        with self._lock:
+            self._upstream = {k: s.shifted(step) for k, s in self._upstream.items()
+                              if self._recorded.get(k, 0.0) <= cutoff}
 
     def upstream(self) -> dict[str, UpstreamSample]:
         with self._lock:

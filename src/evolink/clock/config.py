@@ -22,6 +22,7 @@ DEFAULT_NTP_SERVERS: tuple[str, ...] = (
 DEFAULT_UPSTREAM_HTTP_URL = "https://web.whatsapp.com"
 NTP_PORT = 123
 MIN_POLL_SECONDS = 15.0  # RFC 4330 §10: never poll one server more often than this
+MIN_STEP_THRESHOLD_SECONDS = 0.5
 
 
 class ClockConfigError(ValueError):
@@ -59,6 +60,7 @@ class ClockConfig:
     ntp_packet_spacing_seconds: float = 2.0
     ntp_timeout_seconds: float = 2.0
     http_timeout_seconds: float = 5.0
+    step_threshold_seconds: float = 2.0
 
     def __post_init__(self) -> None:
         if self.max_skew_seconds <= 0:
@@ -73,6 +75,9 @@ class ClockConfig:
                             ("CLOCK_LINK_MAX_AGE_SECONDS", self.link_max_age_seconds)):
             if value <= 0:
                 raise ClockConfigError(f"{name}: must be > 0")
+        if self.step_threshold_seconds < MIN_STEP_THRESHOLD_SECONDS:
+            # Below this, scheduler jitter between two readings could pass for a step.
+            raise ClockConfigError(f"CLOCK_STEP_THRESHOLD_SECONDS: must be >= {MIN_STEP_THRESHOLD_SECONDS:g}")
         if self.ntp_packet_spacing_seconds < 0:
             raise ClockConfigError("CLOCK_NTP_PACKET_SPACING_SECONDS: must be >= 0")
 
@@ -106,6 +111,7 @@ class ClockConfig:
             "CLOCK_NTP_PACKET_SPACING_SECONDS": "ntp_packet_spacing_seconds",
             "CLOCK_NTP_TIMEOUT_SECONDS": "ntp_timeout_seconds",
             "CLOCK_HTTP_TIMEOUT_SECONDS": "http_timeout_seconds",
+            "CLOCK_STEP_THRESHOLD_SECONDS": "step_threshold_seconds",
         }
         for var, attr in floats.items():
             if (raw := get(var)) is not None:

@@ -4,6 +4,15 @@ It owns the SNTP client, probes the upstream ``Date`` when NTP cannot decide (an
 for the metrics), reads the kernel state and the timezone configuration, keeps the latest
 ``ClockStatus``, feeds the ``CorrectedClock`` (policy ``compensate``) and the metrics, and answers
 ``authorize_link`` before every connect.
+
+A ``StepWatcher`` (``evolink.clock.step``) ticks beside the measurement loop. On a wall-clock step
+the guard, synchronously on that tick: moves cached samples with the host clock (dropping the ones
+that may straddle the step), corrects the ``CorrectedClock`` by the step under ``compensate`` (the
+step size is known to a few ms, so true time is right before any packet is sent), marks the last
+measurement stale (links wait for the re-measure), logs one line, counts
+``evolink_clock_steps_total{direction}`` and calls the step listeners (the gateway's ``CLOCK_STEP``
+event); then it re-measures at once. A round that was in progress during the step is measured
+again rather than applied.
 """
 
 from __future__ import annotations
@@ -15,11 +24,13 @@ import random
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from evolink import metrics
 from evolink.clock.base import CorrectedClock, UpstreamSample
+from evolink.clock.base import elapsed as default_elapsed
 from evolink.clock.config import MIN_POLL_SECONDS, ClockConfig, SkewPolicy
 from evolink.clock.httpdate import HttpDateResult, measure_http_date
 from evolink.clock.kernel import KernelState, read_kernel_state
@@ -27,6 +38,7 @@ from evolink.clock.policy import LinkDecision, decide_link
 from evolink.clock.select import Estimate, select_and_combine
 from evolink.clock.sntp import ServerStatus, SntpClient
 from evolink.clock.status import ClockStatus
+from evolink.clock.step import ClockStep, StepReport, StepWatcher
 from evolink.clock.timezone import TimezoneReport, check_timezone
 from evolink.clock.verdict import NtpState, VerdictCode, diagnose
 
@@ -35,6 +47,10 @@ log = logging.getLogger(__name__)
 HttpProbe = Callable[[str], Awaitable[HttpDateResult]]
 UPSTREAM_MAX_AGE = 3600.0  # engine-fed samples stay valid until the host clock is stepped; bound it
 HTTP_MIN_INTERVAL = 300.0  # probe the upstream Date at most this often while NTP is fine
+STEP_WINDOW_MARGIN = 0.05  # seconds added to the detector's tick gap when deciding what may straddle a step
+MEASURE_ATTEMPTS = 3  # rounds tried while the clock keeps being stepped under them
+STEP_MENTION_SECONDS = 3600.0  # a refusal names the last step for this long
+StepListener = Callable[[StepReport], object]
 
 
 class ClockGuard:
@@ -42,7 +58,8 @@ class ClockGuard:
                  wall: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic,
                  kernel_reader: Callable[[], KernelState] = read_kernel_state,
                  http_probe: HttpProbe | None = None, env: Mapping[str, str] | None = None,
-                 etc: Path = Path("/etc"), publish_metrics: bool = True) -> None:
+                 etc: Path = Path("/etc"), publish_metrics: bool = True,
+                 elapsed: Callable[[], float] = default_elapsed, step_tick: float | None = None) -> None:
         self.config = config or ClockConfig.from_env(env)
         self.clock = clock or CorrectedClock()
         self._wall = wall
@@ -62,6 +79,18 @@ class ClockGuard:
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._first = asyncio.Event()
+        self._elapsed = elapsed
+        watch_kw = {} if step_tick is None else {"interval": step_tick}
+        self.watcher = StepWatcher(self.config.step_threshold_seconds, self._on_step, wall=wall, elapsed=elapsed,
+                                   **watch_kw)
+        self._step_gen = 0  # bumped on every step: a status measured under an older value is stale
+        self._status_gen = 0
+        self._http_gen = 0
+        self.last_step: StepReport | None = None
+        self._last_step_elapsed = 0.0
+        self.steps_detected = 0
+        self._step_listeners: list[StepListener] = []
+        self._remeasure: asyncio.Task[None] | None = None
 
     @property
     def status(self) -> ClockStatus | None:
@@ -70,21 +99,34 @@ class ClockGuard:
     def status_age(self) -> float | None:
         return None if self._status is None else self._monotonic() - self._status_mono
 
+    @property
+    def stale(self) -> bool:
+        """The host clock was stepped since the last measurement (a re-measure is due or running)."""
+        return self._status is not None and self._status_gen != self._step_gen
+
+    def add_step_listener(self, listener: StepListener) -> Callable[[], None]:
+        """Call ``listener(report)`` on every detected step (on the event loop; keep it quick)."""
+        self._step_listeners.append(listener)
+        return lambda: self._step_listeners.remove(listener) if listener in self._step_listeners else None
+
     async def _default_http_probe(self, url: str) -> HttpDateResult:
         return await measure_http_date(url, http_timeout=self.config.http_timeout_seconds, wall=self._wall)
 
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
-        """Start the background refresh loop (idempotent)."""
+        """Start the background refresh loop and the step watcher (idempotent)."""
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(), name="clock-guard")
+        self.watcher.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self.watcher.stop()
+        for task in (self._task, self._remeasure):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._remeasure = None
 
     async def wait_first(self, within: float) -> ClockStatus | None:
         """Wait (bounded) for the first measurement of the background loop."""
@@ -107,7 +149,7 @@ class ClockGuard:
     async def ensure_fresh(self, max_age: float | None = None) -> ClockStatus:
         limit = self.config.link_max_age_seconds if max_age is None else max_age
         age = self.status_age()
-        if self._status is not None and age is not None and age <= limit:
+        if self._status is not None and age is not None and age <= limit and not self.stale:
             return self._status
         return await self.check()
 
@@ -115,12 +157,85 @@ class ClockGuard:
         """One measurement round now (concurrent callers share the round in progress)."""
         if self._lock.locked():
             async with self._lock:
-                if self._status is not None:
+                if self._status is not None and not self.stale:
                     return self._status
         async with self._lock:
-            status = await self._measure()
-            self._apply(status)
+            for _ in range(MEASURE_ATTEMPTS):
+                gen = self._step_gen
+                status = await self._measure()
+                if gen == self._step_gen:
+                    break
+                log.info("clock stepped during a measurement round; measuring again")
+            self._apply(status, gen)
             return status
+
+    # --- steps -----------------------------------------------------------------------------------
+    def _on_step(self, step: ClockStep) -> None:
+        """The watcher saw a wall-clock step (synchronous, on its tick)."""
+        self._step_gen += 1
+        window = step.gap + STEP_WINDOW_MARGIN
+        self.sntp.shift(step.seconds, window)
+        self._shift_http(step.seconds, window)
+        self.clock.shift_upstream(step.seconds, window)
+        previous = self._status.offset if self._status is not None else None
+        estimated = None if previous is None else previous - step.seconds
+        policy = self.config.skew_policy
+        if policy is SkewPolicy.COMPENSATE:
+            self.clock.set_offset(self.clock.offset - step.seconds, self.clock.uncertainty, self.clock.source)
+        report = StepReport(step, self.clock.time(), estimated, str(policy), self.config.step_threshold_seconds)
+        self.last_step, self._last_step_elapsed = report, self._elapsed()
+        self.steps_detected += 1
+        log.warning("%s (%+.3f s); re-measuring", report.describe(), step.seconds,
+                    extra={"step_seconds": round(step.seconds, 3), "direction": str(step.direction),
+                           "estimated_offset": estimated, "policy": str(policy),
+                           "applied_offset": self.clock.offset})
+        if self._publish:
+            metrics.record_clock_step(str(step.direction))
+            metrics.set_clock_offset("applied", self.clock.offset, self.clock.uncertainty, step.wall_after)
+        for listener in list(self._step_listeners):
+            try:
+                listener(report)
+            except Exception:
+                log.exception("clock step listener failed")
+        if self._remeasure is None or self._remeasure.done():
+            self._remeasure = asyncio.get_running_loop().create_task(self._remeasure_now(), name="clock-remeasure")
+
+    def _shift_http(self, step: float, window: float) -> None:
+        self._http_gen += 1
+        http, at = self._http, self._http_mono
+        if http is None or at is None:
+            return
+        if self._monotonic() - at > window and http.sample is not None:
+            self._http = replace(http, sample=http.sample.shifted(step))
+        else:  # may straddle the step, or carries no sample: probe again
+            self._http = self._http_mono = None
+
+    async def _remeasure_now(self) -> None:
+        try:
+            while self.stale or self._status is None:
+                await self.check()
+                if self.stale:
+                    continue  # stepped again during the round
+                break
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("clock re-measure after a step failed")
+
+    async def wait_remeasured(self, within: float) -> bool:
+        """Wait (bounded) for the re-measure after the last step; False if it is still running."""
+        task = self._remeasure
+        if task is not None and not task.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(task), within)
+        return not self.stale
+
+    def step_note(self) -> dict[str, object] | None:
+        """``lastStep`` for a link decision: the last step if it is recent."""
+        if self.last_step is None or self._elapsed() - self._last_step_elapsed > STEP_MENTION_SECONDS:
+            return None
+        return {**self.last_step.to_dict(),
+                "secondsAgo": round(self._elapsed() - self._last_step_elapsed, 1), "remeasured": not self.stale}
 
     async def _measure(self) -> ClockStatus:
         cfg = self.config
@@ -190,19 +305,22 @@ class ClockGuard:
         if self._http is not None and self._http_mono is not None:
             if self._monotonic() - self._http_mono < min_interval:
                 return self._http
+        gen = self._http_gen
         try:
             result = await self._http_probe(url)
         except Exception as exc:  # a probe must never break the round
             result = HttpDateResult(url, False, error_kind="connect", error=str(exc))
+        if gen != self._http_gen:
+            return result  # the host clock was stepped during the probe: neither cached nor reported
         self._http, self._http_mono = result, self._monotonic()
         if result.sample is not None:
             s = result.sample
             self.clock.report_upstream(s.source, s.observed_at + s.offset, s.observed_at, s.uncertainty)
         return result
 
-    def _apply(self, status: ClockStatus) -> None:
+    def _apply(self, status: ClockStatus, gen: int) -> None:
         previous = self._status
-        self._status, self._status_mono = status, self._monotonic()
+        self._status, self._status_mono, self._status_gen = status, self._monotonic(), gen
         self._first.set()
         if (self.config.skew_policy is SkewPolicy.COMPENSATE and status.offset is not None
                 and status.uncertainty is not None):
@@ -249,6 +367,13 @@ class ClockGuard:
             log.exception("clock measurement before link failed")
             status = self._status
         decision = decide_link(status, self.config.skew_policy, self.config.max_skew_seconds)
+        note = self.step_note()
+        if note is not None:
+            message = decision.message
+            if not decision.allowed and self.last_step is not None:
+                message += (f" The host {self.last_step.describe()} {note['secondsAgo']} s ago"
+                            f"{'' if note['remeasured'] else ' (re-measure pending)'}.")
+            decision = replace(decision, message=message, clock={**decision.clock, "lastStep": note})
         self.record(decision, method, instance)
         return decision
 

@@ -155,6 +155,10 @@ class NtpSample:
     precision: float
     t1: float  # host wall time when sent
 
+    def shifted(self, step: float) -> NtpSample:
+        """This exchange as measured against a host clock stepped by ``step`` seconds since."""
+        return replace(self, offset=self.offset - step, t1=self.t1 + step)
+
     @property
     def distance(self) -> float:
         """Error bound half-width (RFC 5905 root distance, without dispersion growth)."""
@@ -306,6 +310,7 @@ class _PollState:
     failures: int = 0
     disabled: bool = False
     last: ServerResult | None = None
+    stored_at: float = 0.0  # monotonic time ``last`` was stored
 
 
 class SntpClient:
@@ -324,6 +329,25 @@ class SntpClient:
         self.min_poll = max(min_poll, MIN_POLL_SECONDS)
         self.max_backoff = max_backoff
         self._state = {s: _PollState() for s in self.servers}
+        self._epoch = 0  # bumped by shift(): a poll in flight across a step is not cached
+
+    def shift(self, step: float, window: float) -> None:
+        """The host clock was stepped by ``step`` seconds, at most ``window`` seconds ago.
+
+        Cached samples (served until a server may be polled again) still measure true time, so the
+        ones stored before the window move with the host clock instead of being thrown away: a
+        re-measure right after a step polls no server sooner than RFC 4330 allows. A sample stored
+        inside the window may be on either side of the step: it is dropped, so that server is polled
+        afresh, as is every server whose poll was in flight during the step."""
+        self._epoch += 1
+        cutoff = self.monotonic() - window
+        for st in self._state.values():
+            if st.last is None or st.last.sample is None:
+                continue
+            if st.stored_at <= cutoff:
+                st.last = replace(st.last, sample=st.last.sample.shifted(step))
+            else:
+                st.last = None
 
     async def poll_all(self) -> list[ServerResult]:
         return list(await asyncio.gather(*(self._poll(s) for s in self.servers)))
@@ -339,10 +363,12 @@ class SntpClient:
                 return replace(st.last, cached=True)
             return replace(st.last, status=ServerStatus.BACKOFF, sent=0, replies=0, cached=True,
                            error=f"last poll: {st.last.status}; retry in {st.next_allowed - now:.0f} s")
+        epoch = self._epoch
         result = await query_server(server, packets=self.packets, spacing=self.spacing,
                                     reply_timeout=self.timeout, wall=self.wall)
         now = self.monotonic()
-        st.last = result
+        if result.status is not ServerStatus.OK or epoch == self._epoch:
+            st.last, st.stored_at = result, now
         if result.status is ServerStatus.OK:
             st.failures = 0
             st.next_allowed = now + self.min_poll

@@ -64,21 +64,23 @@ def rtc_zone_offset(offset: float) -> float | None:
     return -k * RTC_STEP  # host ahead (negative offset) <=> zone east of UTC
 
 
-def describe_offset(offset: float) -> str:
-    """'3h00m20.0s ahead of' / '1.5s behind' true time (host relative to truth)."""
-    ahead = offset < 0
-    a = abs(offset)
-    if a >= 59.95:  # shown to 0.1 s: round first, so 3599.98 reads 1h00m00.0s, not 59m60.0s
+def describe_duration(seconds: float) -> str:
+    """'3h00m20.0s', '1m05.0s', '1.500s' (absolute value)."""
+    a = abs(seconds)
+    if a >= 59.95:  # shown to 0.1 s: round first, so 1799.99 s reads 30m00.0s (not 29m60.0s), 59.97 s 1m00.0s
         a = round(a, 1)
     h, rem = divmod(a, 3600)
     m, s = divmod(rem, 60)
     if h >= 1:
-        text = f"{int(h)}h{int(m):02d}m{s:04.1f}s"
-    elif m >= 1:
-        text = f"{int(m)}m{s:04.1f}s"
-    else:
-        text = f"{s:.3f}s" if s < 10 else f"{s:.1f}s"
-    return f"{text} {'ahead of' if ahead else 'behind'}"
+        return f"{int(h)}h{int(m):02d}m{s:04.1f}s"
+    if m >= 1:
+        return f"{int(m)}m{s:04.1f}s"
+    return f"{s:.3f}s" if s < 10 else f"{s:.1f}s"
+
+
+def describe_offset(offset: float) -> str:
+    """'3h00m20.0s ahead of' / '1.5s behind' true time (host relative to truth)."""
+    return f"{describe_duration(offset)} {'ahead of' if offset < 0 else 'behind'}"
 
 
 def diagnose(*, offset: float | None, source: str | None, ntp_state: NtpState, ntp_agreeing: int = 0,

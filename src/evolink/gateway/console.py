@@ -89,10 +89,11 @@ def instance_view(row: Instance, rt: InstanceRuntime | None, *, qrcode_limit: in
         "pairing": None, "lastSuccessSeconds": None,
     }
     if rt is not None and state != "open" and (rt.qr.code is not None or rt.qr.pairing_code is not None):
+        issued, expires, _left = rt.code_times()  # the code's life on the elapsed clock (a wall step moves neither)
         view["pairing"] = {
             "pairingCode": rt.qr.pairing_code if mode == "code" else None,
             "code": rt.qr.code, "base64": rt.qr.base64,
-            "pairingCodeIssuedAt": _iso(rt.qr.code_issued_at), "pairingCodeExpiresAt": _iso(rt.qr.code_expires_at),
+            "pairingCodeIssuedAt": _iso(issued), "pairingCodeExpiresAt": _iso(expires),
         }
     for attempt in attempts or []:
         if attempt.outcome == "success":

@@ -47,6 +47,7 @@ class InstanceManager:
         self.proxy_fallback = proxy_fallback  # PROXY_* for instances without an enabled proxy of their own
         self.runtimes: dict[str, InstanceRuntime] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def _runtime(self, row: Instance) -> InstanceRuntime:
         rt = self.runtimes.get(row.name)
@@ -128,6 +129,22 @@ class InstanceManager:
         timer = self._timers.pop(name, None)
         if timer is not None:
             timer.cancel()
+
+    def announce_clock_step(self, data: dict[str, Any]) -> asyncio.Task[None]:
+        """`CLOCK_STEP` to every loaded instance (delivered only where subscribed, see webhooks)."""
+        refs = [rt.ref for rt in self.runtimes.values()]
+
+        async def publish() -> None:
+            for ref in refs:
+                try:
+                    await self.publisher.publish(ref, names.CLOCK_STEP, data)
+                except Exception:
+                    log.exception("could not store the clock.step event", extra={"instance": ref.name})
+
+        task = asyncio.get_running_loop().create_task(publish(), name="clock-step-event")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     async def shutdown(self) -> None:
         for timer in self._timers.values():

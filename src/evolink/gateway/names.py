@@ -9,6 +9,8 @@ CONNECTION_UPDATE = "connection.update"
 STATUS_INSTANCE = "status.instance"
 REMOVE_INSTANCE = "remove.instance"
 LOGOUT_INSTANCE = "logout.instance"
+# evolink extension (not in Evolution): the host wall clock was stepped; opt-in only.
+CLOCK_STEP = "clock.step"
 
 
 def event_key(event: str) -> str:

@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from evolink.clock import Clock
+from evolink.clock.base import elapsed as default_elapsed
 from evolink.clock.base import iso_utc
 from evolink.gateway import names
 from evolink.gateway.creds import SqlCredsStore
@@ -108,8 +109,11 @@ class QrObject:
     code: str | None = None
     base64: str | None = None
     pairing_code: str | None = None
-    code_issued_at: datetime | None = None
+    code_issued_at: datetime | None = None  # as announced (corrected clock at issue)
     code_expires_at: datetime | None = None
+    # The code's life on the elapsed clock (never stepped): what the API reports is derived from these.
+    code_issued_elapsed: float | None = None
+    code_deadline_elapsed: float | None = None
 
 
 class InstanceRuntime:
@@ -117,7 +121,8 @@ class InstanceRuntime:
                  clock: Clock, engine_factory: EngineFactory, options: RuntimeOptions,
                  link_guard: LinkGuard = allow_all, wuid: str | None = None, profile_name: str | None = None,
                  on_state: Callable[[InstanceRuntime], None] | None = None,
-                 proxy_lookup: Callable[[], Awaitable[ProxySpec | None]] | None = None) -> None:
+                 proxy_lookup: Callable[[], Awaitable[ProxySpec | None]] | None = None,
+                 elapsed: Callable[[], float] = default_elapsed) -> None:
         self.name = name
         self.instance_id = instance_id
         self.token = token
@@ -126,6 +131,7 @@ class InstanceRuntime:
         self.clock = clock
         self.options = options
         self.link_guard = link_guard
+        self._elapsed = elapsed
         self._factory = engine_factory
         self.creds = SqlCredsStore(store, instance_id)
 
@@ -241,12 +247,25 @@ class InstanceRuntime:
             body["base64"] = self.qr.base64
         body["count"] = self.qr.count
         if self.mode == "code" and self.qr.pairing_code is not None:
-            issued, expires = self.qr.code_issued_at, self.qr.code_expires_at
+            issued, expires, left = self.code_times()
             body["pairingCodeIssuedAt"] = iso_utc(issued)
             body["pairingCodeExpiresAt"] = iso_utc(expires)
-            body["pairingCodeExpiresIn"] = (
-                max(0, int((expires - self.clock.now()).total_seconds())) if expires is not None else None)
+            body["pairingCodeExpiresIn"] = None if left is None else max(0, int(left))
         return body
+
+    def code_times(self) -> tuple[datetime | None, datetime | None, float | None]:
+        """(issued at, expires at, seconds left) of the pending code, on the corrected clock *now*.
+
+        The code's life is kept on the elapsed clock, so a wall-clock step neither shortens nor
+        lengthens it; the instants are re-derived from the current corrected time, so after a step
+        (once the guard has corrected the clock) they are the same true instants as before it."""
+        q = self.qr
+        if q.code_deadline_elapsed is None or q.code_issued_elapsed is None:
+            left = None if q.code_expires_at is None else (q.code_expires_at - self.clock.now()).total_seconds()
+            return q.code_issued_at, q.code_expires_at, left
+        now, at = self.clock.now(), self._elapsed()
+        left = q.code_deadline_elapsed - at
+        return (now - timedelta(seconds=at - q.code_issued_elapsed), now + timedelta(seconds=left), left)
 
     async def restart(self) -> dict[str, Any]:
         async with self._lock:
@@ -384,6 +403,7 @@ class InstanceRuntime:
         self._code_task = None
         self._code_error = None
         self.qr.pairing_code = self.qr.code_issued_at = self.qr.code_expires_at = None
+        self.qr.code_issued_elapsed = self.qr.code_deadline_elapsed = None
 
     def _set_code(self, ev: PairingCodeEvent) -> None:
         if self.qr.pairing_code == ev.code:
@@ -391,6 +411,9 @@ class InstanceRuntime:
         self.qr.pairing_code = ev.code
         self.qr.code_issued_at = ev.issued_at
         self.qr.code_expires_at = ev.expires_at
+        now, at = self.clock.now(), self._elapsed()
+        self.qr.code_issued_elapsed = at - max(0.0, (now - ev.issued_at).total_seconds())
+        self.qr.code_deadline_elapsed = at + (ev.expires_at - now).total_seconds()
         self._notify()
 
     # --- waiting ---------------------------------------------------------------------------------

@@ -34,6 +34,9 @@ log = logging.getLogger("evolink.gateway.webhooks")
 
 # Events that exist only per instance (Evolution has no global env flag for them).
 _PER_INSTANCE_ONLY = {"STATUS_INSTANCE", "REMOVE_INSTANCE", "LOGOUT_INSTANCE"}
+# evolink extension events: an instance webhook gets them only when it lists them (an empty list,
+# "all events" in Evolution, does not include them), the global webhook only with its env flag.
+OPT_IN_EVENTS = {"CLOCK_STEP"}
 IDLE_SLEEP = 30.0
 PRUNE_EVERY = 600.0  # seconds between clean-ups of delivered rows
 DELIVERED_RETENTION = 86_400.0  # delivered rows are kept a day for inspection
@@ -138,7 +141,7 @@ class EventPublisher:
         items: list[OutboxItem] = []
         if webhook is not None and webhook.enabled and _valid_url(webhook.url):
             wanted = webhook.events or []
-            if not wanted or key in wanted:
+            if key in wanted or (not wanted and key not in OPT_IN_EVENTS):
                 url = _join(webhook.url, suffix) if webhook.by_events else webhook.url
                 items.append(OutboxItem(lane=f"{inst.name}|instance", instance_name=inst.name, event=event,
                                         url=url, payload=self.envelope(inst, event, data, webhook.url),

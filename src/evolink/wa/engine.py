@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 from evolink.clock.base import Clock, SystemClock
+from evolink.clock.base import elapsed as default_elapsed
 from evolink.wa.bus import Callback, EventBus
 from evolink.wa.config import EngineConfig
 from evolink.wa.connection import Connection, ConnectionLost, IqError, QueryTimeout
@@ -59,10 +60,12 @@ MAX_IMMEDIATE_RESTARTS = 3  # consecutive 515s without reaching open before back
 
 class Engine:
     def __init__(self, config: EngineConfig, store: CredsStore, clock: Clock | None = None, *,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None, elapsed: Callable[[], float] = default_elapsed) -> None:
         self.config = config
         self.store = store
         self.clock: Clock = clock or SystemClock()
+        # Durations (a pending code's life) are measured on this never-stepped clock, not on `clock`.
+        self.elapsed = elapsed
         self.ssl_context = ssl_context
         self._bus = EventBus(config.event_queue_size)
         self._policy = ReconnectPolicy(config.reconnect_base, config.reconnect_cap, config.reconnect_max_attempts)
@@ -179,7 +182,7 @@ class Engine:
         async with self._pair_lock:
             conn = await self._registration_connection()
             pending = conn.pairing
-            if pending is not None and self.clock.now() < pending.expires_at:
+            if pending is not None and self.elapsed() < pending.deadline:
                 if pending.phone != digits:
                     raise PairingError("a pairing code for another number is active on this connection")
                 return pending.event()

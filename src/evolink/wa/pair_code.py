@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -85,6 +86,9 @@ class PendingCode:
     ephemeral: KeyPair
     issued_at: datetime
     expires_at: datetime
+    # Expiry on the elapsed clock (never stepped): a wall-clock step while the code is pending must
+    # neither end the registration early nor keep a dead code alive. ``expires_at`` is only reported.
+    deadline: float = math.inf  # on ``Engine.elapsed``
     adv_secret: bytes | None = None  # derived at companion_finish; used to check pair-success
 
     def event(self) -> PairingCodeEvent:
@@ -122,7 +126,8 @@ async def request_code(engine: Engine, conn: Connection, phone: str) -> PendingC
     if not ref:
         raise PairingCodeRefused(0, "server reply has no link_code_pairing_ref")
     issued = engine.clock.now()
-    pending = PendingCode(code, phone, ref, ephemeral, issued, issued + timedelta(seconds=cfg.pairing_code_ttl))
+    pending = PendingCode(code, phone, ref, ephemeral, issued, issued + timedelta(seconds=cfg.pairing_code_ttl),
+                          deadline=engine.elapsed() + cfg.pairing_code_ttl)
     log.info("pairing code confirmed by the server", extra={"code": mask(code), "conn": conn.number})
     return pending
 

@@ -56,7 +56,7 @@ async def rotate(engine: Engine, conn: Connection, refs: list[bytes]) -> None:
     # A confirmed pairing code keeps the registration alive until it expires (the code is bound to
     # this socket); the server may still close earlier, which ends it the same way.
     while conn.pairing is not None and not conn.pair_success_seen:
-        left = (conn.pairing.expires_at - engine.clock.now()).total_seconds()
+        left = conn.pairing.deadline - engine.elapsed()  # never-stepped clock: a wall step cannot end it
         if left <= 0:
             break
         await asyncio.sleep(min(left, 1.0))

@@ -96,6 +96,7 @@ class Settings(BaseSettings):
     WA_WEBSOCKET_URL: str = "wss://web.whatsapp.com/ws/chat"
     WA_ROOT_PUBLIC_KEY: str | None = None  # hex; None = WhatsApp's production root
     CONNECT_WAIT_SECONDS: float = Field(10.0, gt=0, le=120)
+    WA_RECONNECT_STABLE_SECONDS: float = Field(60.0, ge=0, le=3600)  # backoff resets after a link this stable
 
     # Per-event global flags, filled from WEBHOOK_EVENTS_<KEY> (not declared one by one).
     webhook_events: dict[str, bool] = Field(default_factory=dict, exclude=True)

@@ -1,4 +1,4 @@
-"""`evolink` command line: serve | sandbox | doctor | pair | demo.
+"""`evolink` command line: serve | sandbox | doctor | pair | demo | secrets.
 
 Each sub-command lives in the layer that owns it and is imported lazily, so `evolink doctor` works
 even when optional parts (e.g. the database driver) are broken, and start-up stays fast.
@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("evolink.doctor:main", "deploy checklist: clock, timezone, database, upstream"),
     "pair": ("evolink.wa.pair_cli:main", "link one device from the terminal (QR or code)"),
     "demo": ("evolink.api.demo_cli:main", "scripted full link through an embedded sandbox, with timings"),
+    "secrets": ("evolink.api.secrets_cli:main", "rotate the key that seals stored creds (secrets rotate)"),
 }
 
 

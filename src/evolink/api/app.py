@@ -104,7 +104,7 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
         except BaseException:
             await db.dispose()
             raise
-        store = Store(db, creds_key.cipher, clock=the_clock)
+        store = Store(db, creds_key.cipher, clock=the_clock, client_name=settings.DATABASE_CONNECTION_CLIENT_NAME)
 
         async def lookup(instance_id: str) -> Any:
             return await stored_webhook(store, instance_id)

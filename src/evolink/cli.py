@@ -1,4 +1,4 @@
-"""`evolink` command line: serve | sandbox | doctor | pair | demo | link.
+"""`evolink` command line: serve | sandbox | doctor | pair | demo | link | secrets.
 
 Each sub-command lives in the layer that owns it and is imported lazily, so `evolink doctor` works
 even when optional parts (e.g. the database driver) are broken, and start-up stays fast.
@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pair": ("evolink.wa.pair_cli:main", "link one device from the terminal (QR or code)"),
     "demo": ("evolink.api.demo_cli:main", "scripted full link through an embedded sandbox, with timings"),
     "link": ("evolink.client.cli:main", "link a phone to an instance of a running gateway (code or QR)"),
+    "secrets": ("evolink.api.secrets_cli:main", "rotate the key that seals stored creds (secrets rotate)"),
 }
 
 

@@ -475,3 +475,25 @@ async def test_failing_creds_store_is_a_typed_transient_close(sandbox: Sandbox, 
         assert close.reason is CloseReason.BAD_SESSION and close.will_reconnect
         assert "database is down" in close.message
     await rec.wait(QrEvent)  # the store recovered: registration goes on
+
+
+@pytest.mark.parametrize("stable_after", [60.0, 0.0])
+async def test_unstable_login_backoff_grows_unless_the_link_was_stable(
+        sandbox: Sandbox, make_engine: EngineFactory, stable_after: float) -> None:
+    """Issue 10 item 3: the link dies right after login (sandbox fault drop_after_frames=6). The backoff
+    keeps growing across those short-lived opens instead of restarting at `base` on each (the storm);
+    with stable_after=0 every open counts as stable and the counter restarts, as before."""
+    engine, rec = make_engine(sandbox, reconnect_base=0.02, reconnect_cap=0.08, reconnect_stable_after=stable_after)
+    await link_by_qr(sandbox, engine, rec)
+    sandbox.set_faults(drop_after_frames=6)  # each login reaches open, then the TCP link is cut
+    conn = sandbox_conn(sandbox, lambda c: c["open"])
+    await sandbox.kick(conn["id"], 500)
+    failures = []
+    for _ in range(4):  # a bounded number of sockets, not a minute of wall time
+        await rec.wait(OpenEvent, within=10)
+        await rec.wait(CloseEvent, within=10)
+        failures.append(engine.reconnect_failures)
+    if stable_after:
+        assert failures == sorted(failures) and failures[-1] >= failures[0] + 3, failures
+    else:
+        assert failures == [1, 1, 1, 1], failures

@@ -115,3 +115,30 @@ def test_config_validation_and_derived_values() -> None:
                 {"keepalive_min": 5, "keepalive_max": 4}, {"reconnect_cap": 0.1}, {"qr_first_ttl": 0}):
         with pytest.raises(ConfigError):
             EngineConfig(**bad)  # type: ignore[arg-type]
+
+
+def test_backoff_resets_only_after_a_stable_link() -> None:
+    """Each row: (opened at, closed at) → failures after the close's next_delay (issue 10 item 3)."""
+    policy = ReconnectPolicy(base=1.0, cap=60.0, stable_after=60.0)
+    rows = [
+        ((0.0, 2.0), 1),      # the link died 2 s after open: a failure, the counter keeps growing
+        ((10.0, 12.0), 2),
+        ((20.0, 79.9), 3),    # 59.9 s is not stable yet
+        ((100.0, 160.0), 1),  # 60 s open: stable, the backoff starts over
+        ((200.0, 201.0), 2),
+    ]
+    for (opened, closed), failures in rows:
+        policy.opened(opened)
+        policy.closed(closed)
+        policy.next_delay()
+        assert policy.failures == failures, (opened, closed)
+    policy.closed(300.0)  # a close without an open (connect failed) never resets
+    policy.next_delay()
+    assert policy.failures == 3
+
+
+def test_stable_after_is_validated() -> None:
+    with pytest.raises(ValueError):
+        ReconnectPolicy(stable_after=-1)
+    with pytest.raises(ConfigError):
+        EngineConfig(reconnect_stable_after=-1)

@@ -40,7 +40,9 @@ from evolink.gateway import (
 )
 from evolink.gateway.observe import LinkRefusal, allow_all
 from evolink.gateway.proxy import ProxySpec, global_proxy
-from evolink.store import CredsCipher, Store, normalise_postgres_url, open_database, sqlite_url
+from evolink.store import Store, normalise_postgres_url, open_database, sqlite_url
+from evolink.store.creds_key import prepare_creds_key
+from evolink.store.keyfile import secure_data_dir
 
 log = logging.getLogger("evolink.api")
 
@@ -67,7 +69,8 @@ def default_engine_factory(settings: Settings) -> EngineFactory:
     root = bytes.fromhex(settings.WA_ROOT_PUBLIC_KEY) if settings.WA_ROOT_PUBLIC_KEY else None
     return real_engine_factory(ws_url=settings.WA_WEBSOCKET_URL, root_public_key=root,
                                phone_client=settings.CONFIG_SESSION_PHONE_CLIENT,
-                               phone_name=settings.CONFIG_SESSION_PHONE_NAME)
+                               phone_name=settings.CONFIG_SESSION_PHONE_NAME,
+                               overrides={"reconnect_stable_after": settings.WA_RECONNECT_STABLE_SECONDS})
 
 
 def settings_proxy(settings: Settings) -> ProxySpec | None:
@@ -105,9 +108,16 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        secure_data_dir(settings.EVOLINK_DATA_DIR, sqlite=settings.DATABASE_PROVIDER == "sqlite")
         db = open_database(database_url(settings), schema=db_schema)
-        await db.migrate()
-        store = Store(db, CredsCipher(settings.EVOLINK_SECRET_KEY), clock=the_clock)
+        try:
+            await db.migrate()
+            creds_key = await prepare_creds_key(db, settings.EVOLINK_SECRET_KEY, settings.EVOLINK_DATA_DIR,
+                                                settings.DATABASE_CONNECTION_CLIENT_NAME)
+        except BaseException:
+            await db.dispose()
+            raise
+        store = Store(db, creds_key.cipher, clock=the_clock, client_name=settings.DATABASE_CONNECTION_CLIENT_NAME)
 
         async def lookup(instance_id: str) -> Any:
             return await stored_webhook(store, instance_id)

@@ -99,14 +99,25 @@ def sandbox_engine_factory(settings: Settings, code_ttl: float) -> Any:
 
 
 async def _check_database(settings: Settings) -> None:
+    """Migrate, and check the creds key against the stored creds (SecretKeyError names the fix)."""
     from evolink.api.app import database_url
     from evolink.store import open_database
+    from evolink.store.creds_key import prepare_creds_key
+    from evolink.store.keyfile import secure_data_dir
 
+    secure_data_dir(settings.EVOLINK_DATA_DIR, sqlite=settings.DATABASE_PROVIDER == "sqlite")
     db = open_database(database_url(settings))
     try:
         await db.migrate()
+        key = await prepare_creds_key(db, settings.EVOLINK_SECRET_KEY, settings.EVOLINK_DATA_DIR,
+                                      settings.DATABASE_CONNECTION_CLIENT_NAME)
     finally:
         await db.dispose()
+    if key.source == "generated":
+        print(f"evolink: generated the creds key in {key.path} (back it up: without it the stored "
+              "logins cannot be opened; see docs/security.md)", flush=True)
+    if key.sealed_now:
+        print(f"evolink: sealed the plaintext creds of {key.sealed_now} instance(s)", flush=True)
 
 
 async def _serve(settings: Settings, key: ApiKey, sandbox: bool, host: str, port: int,
@@ -115,12 +126,19 @@ async def _serve(settings: Settings, key: ApiKey, sandbox: bool, host: str, port
 
     from evolink.api.app import create_app
     from evolink.store import DatabaseError
+    from evolink.store.creds_key import SecretKeyError
 
     try:
         await _check_database(settings)
     except DatabaseError as exc:
         print(f"evolink serve: {exc}", file=sys.stderr)
         return 1
+    except SecretKeyError as exc:
+        print(f"evolink serve: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"evolink serve: EVOLINK_DATA_DIR: {exc}", file=sys.stderr)
+        return 2
     async with contextlib.AsyncExitStack() as stack:
         clock_env = dict(os.environ)
         admin_url: str | None = None

@@ -1,8 +1,8 @@
 """The engine's `CredsStore` (evolink.wa.creds), backed by the `sessions` table through `Store`.
 
 It lives in the gateway, not in evolink.store, because it knows the engine's `Creds` type and the
-store must not import evolink.wa. Creds are sealed with EVOLINK_SECRET_KEY when it is set
-(see evolink.store.sealing)."""
+store must not import evolink.wa. Creds are sealed at rest with the installation's key
+(see evolink.store.creds_key)."""
 
 from __future__ import annotations
 

@@ -164,6 +164,8 @@ class OutboxEvent(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     lane: Mapped[str] = mapped_column(String(800), nullable=False, index=True)
+    # installation that queued it (NULL: queued before revision 0002); only it delivers the row
+    client_name: Mapped[str | None] = mapped_column(String(100), index=True)
     instance_name: Mapped[str] = mapped_column(String(255), nullable=False)
     event: Mapped[str] = mapped_column(String(100), nullable=False)
     url: Mapped[str] = mapped_column(String(1000), nullable=False)

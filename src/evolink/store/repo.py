@@ -1,4 +1,12 @@
-"""Data access for the gateway. Every method is one short transaction (SQLite shares one connection)."""
+"""Data access for the gateway. Every method is one short transaction (SQLite shares one connection).
+
+A `Store` built with ``client_name`` (the gateway's DATABASE_CONNECTION_CLIENT_NAME) sees only that
+installation's instances and outbox rows: lookups by name, token, id or number, listings, and the
+webhook worker's queue are all scoped, so installations sharing one database cannot read,
+reconfigure, connect or delete each other's instances. Instance names stay unique across the whole
+database (a name another installation uses answers "already in use"). Without ``client_name``
+(tools, tests) nothing is filtered.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy import Select, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from evolink.store.db import Database
@@ -28,6 +36,7 @@ if TYPE_CHECKING:
     from evolink.clock import Clock
 
 _Child = TypeVar("_Child", Setting, Webhook)  # the one-row-per-instance children
+_Q = TypeVar("_Q", bound=Select)  # type: ignore[type-arg]  # any select, scoped in place
 
 SETTING_FIELDS = ("reject_call", "msg_call", "groups_ignore", "always_online", "read_messages", "read_status",
                   "sync_full_history", "wavoip_token")
@@ -67,8 +76,10 @@ class OutboxItem:
 
 
 class Store:
-    def __init__(self, db: Database, cipher: CredsCipher | None = None, clock: Clock | None = None) -> None:
+    def __init__(self, db: Database, cipher: CredsCipher | None = None, clock: Clock | None = None, *,
+                 client_name: str | None = None) -> None:
         self.db = db
+        self.client_name = client_name
         self.cipher = cipher or CredsCipher(None)
         # createdAt/updatedAt are shown to API clients: stamp them with the corrected clock when given.
         self._now: Callable[[], datetime] = clock.now if clock is not None else utcnow
@@ -92,14 +103,23 @@ class Store:
             raise NameInUse(name) from exc
         return row
 
+    def _mine(self, q: _Q) -> _Q:
+        return q if self.client_name is None else q.where(Instance.client_name == self.client_name)
+
+    def _my_outbox(self, q: _Q) -> _Q:
+        if self.client_name is None:
+            return q
+        return q.where(or_(OutboxEvent.client_name == self.client_name, OutboxEvent.client_name.is_(None)))
+
     async def get_instance(self, name: str) -> Instance | None:
         async with self.db.sessions() as s:
-            return (await s.execute(select(Instance).where(Instance.name == name))).scalar_one_or_none()
+            q = self._mine(select(Instance).where(Instance.name == name))
+            return (await s.execute(q)).scalar_one_or_none()
 
     async def list_instances(self, *, client_name: str | None = None, token: str | None = None,
                              name: str | None = None, instance_id: str | None = None,
                              number: str | None = None) -> list[Instance]:
-        q = select(Instance).order_by(Instance.created_at, Instance.name)
+        q = self._mine(select(Instance).order_by(Instance.created_at, Instance.name))
         if client_name is not None:
             q = q.where(Instance.client_name == client_name)
         if token is not None:
@@ -263,7 +283,7 @@ class Store:
     # --- outbox ----------------------------------------------------------------------------------
 
     async def enqueue(self, items: Iterable[OutboxItem]) -> int:
-        rows = [OutboxEvent(lane=i.lane, instance_name=i.instance_name, event=i.event, url=i.url,
+        rows = [OutboxEvent(lane=i.lane, client_name=self.client_name, instance_name=i.instance_name, event=i.event, url=i.url,
                             payload=i.payload, headers=i.headers, status="pending", attempts=0,
                             next_attempt_at=0.0) for i in items]
         if not rows:
@@ -274,14 +294,15 @@ class Store:
 
     async def due_heads(self, now: float, limit: int = 200) -> Sequence[OutboxEvent]:
         """The oldest pending event of each lane, if it is due: later ones wait (per-lane order)."""
-        q = (select(OutboxEvent).where(OutboxEvent.id.in_(_lane_heads()), OutboxEvent.next_attempt_at <= now)
+        q = (select(OutboxEvent).where(OutboxEvent.id.in_(self._my_outbox(_lane_heads())),
+                                       OutboxEvent.next_attempt_at <= now)
              .order_by(OutboxEvent.id).limit(limit))
         async with self.db.sessions() as s:
             return list((await s.execute(q)).scalars())
 
     async def next_due_at(self, exclude_lanes: Iterable[str] = ()) -> float | None:
         """When the earliest lane head (outside `exclude_lanes`, e.g. those in flight) becomes due."""
-        q = select(func.min(OutboxEvent.next_attempt_at)).where(OutboxEvent.id.in_(_lane_heads()))
+        q = select(func.min(OutboxEvent.next_attempt_at)).where(OutboxEvent.id.in_(self._my_outbox(_lane_heads())))
         excluded = list(exclude_lanes)
         if excluded:
             q = q.where(OutboxEvent.lane.not_in(excluded))
@@ -307,7 +328,8 @@ class Store:
 
     async def outbox_counts(self) -> dict[str, int]:
         async with self.db.sessions() as s:
-            rows = (await s.execute(select(OutboxEvent.status, func.count()).group_by(OutboxEvent.status))).all()
+            q = self._my_outbox(select(OutboxEvent.status, func.count()).group_by(OutboxEvent.status))
+            rows = (await s.execute(q)).all()
             return {str(status): int(n) for status, n in rows}
 
 

@@ -1,9 +1,10 @@
 """Encryption at rest for engine creds (AES-256-GCM, key derived from EVOLINK_SECRET_KEY).
 
 Sealed values look like ``enc:v1:<base64(nonce ‖ ciphertext)>``; the instance id is the associated
-data, so a sealed blob copied onto another instance's row does not open. Without a key, values are
-stored as plain JSON (the documented default) and a sealed value cannot be read: that is a clear
-`SealError`, never garbage.
+data, so a sealed blob copied onto another instance's row does not open. The gateway always has a
+key (``EVOLINK_SECRET_KEY`` or the generated ``secret.key``, see ``creds_key``); ``CredsCipher(None)``
+(plain JSON) is for tools and tests. A sealed value that does not open is a clear `SealError`, never
+garbage.
 """
 
 from __future__ import annotations

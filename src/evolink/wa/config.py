@@ -63,9 +63,10 @@ class EngineConfig:
     keepalive_max: float = 30.0
     keepalive_dead_after: float = 45.0
 
-    # reconnect: full-jitter exponential backoff, capped, reset on open
+    # reconnect: full-jitter exponential backoff, capped, reset once a link stayed open `stable_after` s
     reconnect_base: float = 1.0
     reconnect_cap: float = 60.0
+    reconnect_stable_after: float = 60.0
     reconnect_max_attempts: int | None = None  # None = forever
 
     # pre-keys: upload `prekey_upload_count` keys when the server holds fewer than `prekey_min_count`
@@ -87,6 +88,8 @@ class EngineConfig:
             raise ConfigError("keepalive_dead_after must be positive")
         if self.reconnect_base <= 0 or self.reconnect_cap < self.reconnect_base:
             raise ConfigError("need 0 < reconnect_base <= reconnect_cap")
+        if self.reconnect_stable_after < 0:
+            raise ConfigError("reconnect_stable_after must be >= 0")
         if self.qr_first_ttl <= 0 or self.qr_next_ttl <= 0 or self.pairing_code_ttl <= 0:
             raise ConfigError("QR and pairing-code lifetimes must be positive")
         if self.prekey_upload_count < 1 or self.prekey_min_count < 0:

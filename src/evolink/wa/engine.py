@@ -68,7 +68,8 @@ class Engine:
         self.elapsed = elapsed
         self.ssl_context = ssl_context
         self._bus = EventBus(config.event_queue_size)
-        self._policy = ReconnectPolicy(config.reconnect_base, config.reconnect_cap, config.reconnect_max_attempts)
+        self._policy = ReconnectPolicy(config.reconnect_base, config.reconnect_cap, config.reconnect_max_attempts,
+                                       config.reconnect_stable_after)
         self._run_task: asyncio.Task[None] | None = None
         self._conn: Connection | None = None
         self._conn_changed = asyncio.Event()
@@ -91,6 +92,11 @@ class Engine:
     def state(self) -> str:
         """"close" | "connecting" | "open"."""
         return self._state
+
+    @property
+    def reconnect_failures(self) -> int:
+        """Consecutive failed or unstable connections the backoff is counting (0 after a stable link)."""
+        return self._policy.failures
 
     @property
     def creds(self) -> Creds | None:
@@ -234,8 +240,7 @@ class Engine:
             return
         conn.opened = True
         self._state = "open"
-        self._policy.reset()
-        self._immediate_streak = 0
+        self._policy.opened(asyncio.get_running_loop().time())  # reset only if it stays up (reconnect.py)
         creds = conn.creds
         is_new, self._new_login = self._new_login, False
         log.info("open", extra={"jid": creds.me_jid, "conn": conn.number})
@@ -287,6 +292,8 @@ class Engine:
                 self.emit(ConnectingEvent(attempt))
                 d = await self._connect_once()
                 self._state = "close"
+                if self._policy.closed(asyncio.get_running_loop().time()):
+                    self._immediate_streak = 0
                 self.last_disconnect = d
                 if d.wipe_creds:
                     try:

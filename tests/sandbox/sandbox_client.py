@@ -198,3 +198,18 @@ def pair_device_sign(creds: Creds, pair_success: Node) -> Node:
             Node("device-identity", {"key-index": str(details.keyIndex)}, signed.SerializeToString())
         ])
     ])
+
+
+def prekey_upload(creds: Creds, key_ids: range) -> Node:
+    """A complete ``encrypt`` upload as clients send it: registration, type, identity, keys, skey."""
+    keys = [Node("key", {}, [Node("id", {}, i.to_bytes(3, "big")), Node("value", {}, KeyPair.generate().public)])
+            for i in key_ids]
+    spk = creds.signed_prekey.public
+    return iq("encrypt", "set", [
+        Node("registration", {}, creds.registration_id.to_bytes(4, "big")),
+        Node("type", {}, b"\x05"),
+        Node("identity", {}, creds.identity.public),
+        Node("list", {}, keys),
+        Node("skey", {}, [Node("id", {}, (1).to_bytes(3, "big")), Node("value", {}, spk),
+                          Node("signature", {}, crypto.signed_prekey_signature(creds.identity.private, spk))]),
+    ])

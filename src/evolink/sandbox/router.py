@@ -33,10 +33,11 @@ REPLAY_BATCH = 200
 
 class Router:
     def __init__(self, services: Services, live: Callable[[str, int], Connection | None],
-                 phone_inbox: Callable[[str, Node], None]) -> None:
+                 phone_inbox: Callable[[str, Node], None], phone_top_up: Callable[[str], None]) -> None:
         self.sv = services
         self._live = live
         self._phone_inbox = phone_inbox
+        self._phone_top_up = phone_top_up
         services.notify = self.push
         self.routed = 0  # stanzas handed to devices (queued or live)
 
@@ -79,7 +80,13 @@ class Router:
             conn.push(node)
 
     def push(self, phone: str, device: int, node: Node) -> None:
-        """Send a notification to a device if it is online (not queued: it is re-derivable)."""
+        """Send a notification to a device if it is online (not queued: it is re-derivable).
+
+        The simulated phone answers the only notification it gets (pre-keys low) by topping up.
+        """
+        if device == 0:
+            self._phone_top_up(phone)
+            return
         conn = self._live(phone, device)
         if conn is not None and conn.deliverable:
             conn.push(node)

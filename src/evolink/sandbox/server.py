@@ -34,6 +34,7 @@ from evolink.sandbox.connection import Connection
 from evolink.sandbox.directory import Directory
 from evolink.sandbox.errors import AdminError
 from evolink.sandbox.faults import Faults, IqError
+from evolink.sandbox.phone_keys import PhoneKeys
 from evolink.sandbox.router import Router
 from evolink.sandbox.routing_store import RoutingStore
 from evolink.sandbox.services import Services
@@ -60,8 +61,11 @@ class Sandbox:
         self.store = SandboxStore(self.config.data_dir)
         self.routing = RoutingStore(self.store.db)
         self.directory = Directory(self.store)
+        self.phone_keys = PhoneKeys(self.store.db, self.routing)
+        for record in self.store.list_phones():
+            self.phone_keys.ensure(record.phone, record.identity_private)
         self.router = Router(Services(self, self.directory, self.routing), self.live_connection,
-                             self._phone_received)
+                             self._phone_received, self.phone_keys.top_up)
         self.phone_inbox: dict[str, deque[Node]] = {}
         self.root = self._load_root()
         # Intermediate and leaf (= Noise static) keys are per process, like a server rotating them.
@@ -226,6 +230,7 @@ class Sandbox:
         number = normalize_phone(phone)
         account = KeyPair.generate()
         record = self.store.create_phone(number, account.private, account.public, self.clock.unix())
+        self.phone_keys.ensure(number, account.private)
         log.info("phone created", extra={"phone": number})
         return {**record.to_json(), "devices": []}
 
@@ -233,7 +238,9 @@ class Sandbox:
         record = self._phone(phone)
         devices = []
         for dev in self.store.list_devices(record.phone):
-            devices.append({**dev.to_json(), "online": self.live_connection(dev.phone, dev.device) is not None})
+            devices.append({**dev.to_json(), "online": self.live_connection(dev.phone, dev.device) is not None,
+                            "queued": self.routing.queue_length(dev.phone, dev.device),
+                            "prekeys_left": self.routing.prekey_count(dev.phone, dev.device)})
         return {**record.to_json(), "devices": devices}
 
     def list_phones(self) -> list[dict[str, Any]]:
@@ -288,6 +295,46 @@ class Sandbox:
         if conn is not None:
             await conn.kick(401)
 
+    # ------------------------------------------------------------------- messaging controls
+    def create_group(self, subject: object, members: object, creator: object = None,
+                     addressing_mode: object = "lid") -> dict[str, Any]:
+        """A group of existing phones; ``creator`` (default: the first member) is its superadmin."""
+        if not isinstance(subject, str) or not 0 < len(subject) <= 100:
+            raise AdminError(400, "invalid_subject", "subject must be 1..100 characters")
+        if not isinstance(members, list) or not members or len(members) > 1024:
+            raise AdminError(400, "invalid_members", "members must be a list of 1..1024 phones")
+        if addressing_mode not in ("lid", "pn"):
+            raise AdminError(400, "invalid_addressing_mode", "addressing_mode must be 'lid' or 'pn'")
+        phones = list(dict.fromkeys(self._phone(m).phone for m in members))
+        owner = self._phone(creator).phone if creator is not None else phones[0]
+        if owner not in phones:
+            phones.insert(0, owner)
+        roster = [(p, "superadmin" if p == owner else "") for p in phones]
+        group = self.routing.create_group(subject, owner, roster, self.clock.unix(), str(addressing_mode))
+        log.info("group created", extra={"group": group.id, "members": len(roster)})
+        return self.group_json(group.id)
+
+    def group_json(self, group_id: object) -> dict[str, Any]:
+        gid = str(group_id).removesuffix("@g.us")
+        group = self.routing.get_group(gid)
+        if group is None:
+            raise AdminError(404, "group_not_found", f"no group {gid}")
+        members = []
+        for phone, admin in group.members:
+            acct = self._phone(phone)
+            members.append({"phone": phone, "jid": f"{phone}@s.whatsapp.net", "lid": f"{acct.lid}@lid",
+                            "admin": admin or None})
+        return {"id": group.id, "jid": group.jid, "subject": group.subject, "creator": group.creator,
+                "created_at": group.created_at, "addressing_mode": group.addressing_mode, "members": members}
+
+    def list_groups(self) -> list[dict[str, Any]]:
+        return [self.group_json(g.id) for g in self.routing.list_groups()]
+
+    def phone_messages(self, phone: object) -> list[dict[str, Any]]:
+        """What was routed to the phone (device 0), oldest first: envelope and ciphertexts."""
+        record = self._phone(phone)
+        return [_stanza_json(n) for n in self.phone_inbox.get(record.phone, ())]
+
     def list_connections(self) -> list[dict[str, Any]]:
         return [c.to_json() for c in self.connections.values()]
 
@@ -334,3 +381,9 @@ class Sandbox:
 
     def cert_json(self) -> dict[str, Any]:
         return {"not_before": self.cert_not_before, "not_after": self.cert_not_after}
+
+
+def _stanza_json(node: Node) -> dict[str, Any]:
+    encs = [{"type": e.attrs.get("type"), "v": e.attrs.get("v"),
+             "size": len(e.content) if isinstance(e.content, bytes) else 0} for e in node.children("enc")]
+    return {"tag": node.tag, **{k: node.attrs[k] for k in sorted(node.attrs)}, "enc": encs}

@@ -141,6 +141,14 @@ class Client:
                 return node
             self.ib.append(node)
 
+    async def recv_any(self, within: float = 10.0) -> Node:
+        """Next node, ``<ib>`` included (also appended to ``self.ib``)."""
+        assert self.transport is not None
+        node = binary.decode(self.transport.decrypt(await self._raw_frame(within)))
+        if node.tag == "ib":
+            self.ib.append(node)
+        return node
+
     async def send(self, node: Node) -> None:
         assert self.transport is not None
         await self.ws.send(frames.encode_frame(self.transport.encrypt(binary.encode(node))))

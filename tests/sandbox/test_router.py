@@ -1,0 +1,156 @@
+"""The sandbox router from a minimal Python companion: usync, key bundles, queues, hostile stanzas."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from sandbox_client import Client, Creds, iq, prekey_upload
+from test_sandbox_server import _link, _login
+
+from evolink.sandbox.server import Sandbox
+from evolink.wire.binary import Node
+
+ALICE, BOB, CAROL = "15550003001", "15550003002", "15550003003"
+
+
+@pytest.fixture
+async def sb() -> AsyncIterator[Sandbox]:
+    async with Sandbox.start() as sandbox:
+        for phone in (ALICE, BOB, CAROL):
+            sandbox.create_phone(phone)
+        yield sandbox
+
+
+async def _online(sb: Sandbox, creds: Creds, keys: range = range(1, 11)) -> Client:
+    client, success = await _login(sb, creds)
+    assert success.tag == "success"
+    assert (await client.query(prekey_upload(creds, keys))).attrs["type"] == "result"
+    return client
+
+
+async def _until_offline_marker(client: Client) -> tuple[list[Node], int]:
+    """Nodes received up to ``<ib><offline count=N/>``, and N."""
+    got: list[Node] = []
+    while True:
+        marker = next((i.child("offline") for i in client.ib if i.child("offline") is not None), None)
+        if marker is not None:
+            return got, int(marker.attrs["count"])
+        node = await client.recv_any(5)
+        if node.tag != "ib":
+            got.append(node)
+
+
+def _lid(sb: Sandbox, phone: str) -> str:
+    return str(sb.get_phone(phone)["lid"]).split("@")[0]
+
+
+def _text_message(mid: str, to: str, devices: list[str], payload: bytes = b"\x33cipher") -> Node:
+    return Node("message", {"id": mid, "to": to, "type": "text"}, [Node("participants", {}, [
+        Node("to", {"jid": d}, [Node("enc", {"v": "2", "type": "msg"}, payload)]) for d in devices
+    ])])
+
+
+async def test_usync_and_key_bundles_in_both_namespaces(sb: Sandbox) -> None:
+    a, b = await _link(sb, ALICE), await _link(sb, BOB)
+    ca = await _online(sb, a)
+    cb = await _online(sb, b)
+    query = iq("usync", "get", [Node("usync", {"sid": "s1", "mode": "query", "context": "message"}, [
+        Node("query", {}, [Node("devices", {"version": "2"}), Node("lid")]),
+        Node("list", {}, [Node("user", {"jid": f"{ALICE}@s.whatsapp.net"}), Node("user", {"jid": "19990000000@s.whatsapp.net"})]),
+    ])])
+    answer = await cb.query(query)
+    users = answer.child("usync").child("list").children("user")  # type: ignore[union-attr]
+    assert [u.attrs["jid"] for u in users] == [f"{ALICE}@s.whatsapp.net", "19990000000@s.whatsapp.net"]
+    devices = users[0].child("devices").child("device-list").children("device")  # type: ignore[union-attr]
+    assert [d.attrs for d in devices] == [{"id": "0"}, {"id": str(a.device), "key-index": str(a.device)}]
+    assert users[0].child("lid").attrs["val"] == f"{_lid(sb, ALICE)}@lid"  # type: ignore[union-attr]
+    assert users[1].child("lid") is None and users[1].child("devices").child("device-list").children() == []  # type: ignore[union-attr]
+
+    lid_dev = f"{_lid(sb, ALICE)}:{a.device}@lid"
+    fetch = iq("encrypt", "get", [Node("key", {}, [Node("user", {"jid": lid_dev}), Node("user", {"jid": f"{ALICE}@s.whatsapp.net"}),
+                                                   Node("user", {"jid": "19990000000:3@s.whatsapp.net"})])])
+    first = (await cb.query(fetch)).child("list").children("user")  # type: ignore[union-attr]
+    # Unknown devices are omitted (Baileys aborts a whole send on an <error>); JIDs echoed as asked.
+    assert [u.attrs["jid"] for u in first] == [lid_dev, f"{ALICE}@s.whatsapp.net"]
+    assert first[0].child("identity").content == a.identity.public  # type: ignore[union-attr]
+    second = (await cb.query(fetch)).child("list").children("user")  # type: ignore[union-attr]
+    opk = [u.child("key").child("id").content for u in (first[0], second[0])]  # type: ignore[union-attr]
+    assert opk[0] != opk[1]  # each one-time pre-key is handed out once
+    count = await ca.query(iq("encrypt", "get", [Node("count")]))
+    assert count.child("count").attrs["value"] == "8"  # type: ignore[union-attr]
+    # The phone (device 0) has a bundle of its own: others can open sessions to it.
+    assert first[1].child("skey") is not None and first[1].child("key") is not None
+
+
+async def test_hostile_message_stanzas_get_error_acks_and_nothing_is_delivered(sb: Sandbox) -> None:
+    a, b, c = await _link(sb, ALICE), await _link(sb, BOB), await _link(sb, CAROL)
+    ca, cb = await _online(sb, a), await _online(sb, b)
+    await _online(sb, c)
+    bob_dev, carol_dev = f"{BOB}:{b.device}@s.whatsapp.net", f"{CAROL}:{c.device}@s.whatsapp.net"
+    group = sb.create_group("g", [BOB, CAROL])  # Alice is not a member
+    cases: list[tuple[Node, str]] = [
+        (Node("message", {"to": f"{BOB}@s.whatsapp.net"}), "400"),  # no id
+        (Node("message", {"id": "x1"}), "400"),  # no to
+        (Node("message", {"id": "x2", "to": "not a jid"}), "400"),
+        (Node("message", {"id": "x3", "to": f"{BOB}@s.whatsapp.net", "type": "text"}), "400"),  # no participants
+        (_text_message("x4", "19990000000@s.whatsapp.net", ["19990000000@s.whatsapp.net"]), "404"),
+        (_text_message("x5", f"{BOB}@s.whatsapp.net", [f"{BOB}:77@s.whatsapp.net"]), "404"),
+        (_text_message("x6", f"{BOB}@s.whatsapp.net", [bob_dev, carol_dev]), "479"),  # a third account
+        (_text_message("x7", f"{BOB}@s.whatsapp.net", [bob_dev] * 1025), "413"),
+        (Node("message", {"id": "x8", "to": f"{BOB}@s.whatsapp.net"}, [
+            Node("participants", {}, [Node("to", {"jid": bob_dev})])]), "400"),  # <to> without <enc>
+        (_text_message("x9", "status@broadcast", [bob_dev]), "404"),
+        (_text_message("x10", "120363999@g.us", [bob_dev]), "404"),  # unknown group
+        (Node("message", {"id": "x11", "to": group["jid"]}, [Node("enc", {"v": "2", "type": "skmsg"}, b"k")]), "403"),
+        (_text_message("x" * 200, f"{BOB}@s.whatsapp.net", [bob_dev]), "400"),
+    ]
+    for node, code in cases:
+        node.attrs.setdefault("id", "")
+        if not node.attrs["id"]:
+            del node.attrs["id"]
+        await ca.send(node)
+        ack = await ca.recv()
+        assert ack.tag == "ack" and ack.attrs["class"] == "message" and ack.attrs.get("error") == code, (node.attrs, ack)
+    await ca.send(Node("receipt", {"id": "nope", "to": "garbage", "type": "retry"}, [Node("retry", {"count": "x"})]))
+    await ca.send(Node("receipt", {}))
+    await ca.send(Node("ack", {"class": "receipt"}))
+    # Nothing reached Bob's socket, and the router still routes a good message afterwards.
+    await ca.send(_text_message("good", f"{BOB}@s.whatsapp.net", [bob_dev]))
+    assert (await ca.recv()).attrs.get("error") is None
+    got = await cb.recv()
+    assert got.tag == "message" and got.attrs["id"] == "good"
+    assert got.attrs["from"] == f"{ALICE}:{a.device}@s.whatsapp.net"
+    assert got.attrs["sender_lid"] == f"{_lid(sb, ALICE)}:{a.device}@lid"
+    assert got.child("enc").content == b"\x33cipher"  # type: ignore[union-attr]
+
+
+async def test_queue_redelivered_at_every_login_until_acknowledged(sb: Sandbox) -> None:
+    a, b = await _link(sb, ALICE), await _link(sb, BOB)
+    ca = await _online(sb, a)
+    cb = await _online(sb, b)
+    await _until_offline_marker(cb)
+    await cb.close()
+    lid_to = f"{_lid(sb, BOB)}@lid"  # addressed in the LID namespace this time
+    await ca.send(_text_message("m1", lid_to, [f"{_lid(sb, BOB)}:{b.device}@lid"]))
+    assert (await ca.recv()).attrs.get("error") is None
+    for _ in range(2):  # not acknowledged: it comes back at each login
+        cb, _success = await _login(sb, b)
+        got, count = await _until_offline_marker(cb)
+        assert count == 1 and [(n.tag, n.attrs["id"], n.attrs["offline"]) for n in got] == [("message", "m1", "1")]
+        assert got[0].attrs["from"] == f"{_lid(sb, ALICE)}:{a.device}@lid"
+        assert got[0].attrs["sender_pn"] == f"{ALICE}:{a.device}@s.whatsapp.net"
+        await cb.close()
+    cb, _success = await _login(sb, b)
+    await _until_offline_marker(cb)
+    await cb.send(Node("receipt", {"id": "m1", "to": got[0].attrs["from"]}))
+    # Alice's devices get the delivery receipt (stamped with t), from Bob's user JID.
+    receipt = await ca.recv()
+    assert receipt.tag == "receipt" and receipt.attrs["id"] == "m1" and receipt.attrs["from"] == lid_to
+    assert receipt.attrs["t"].isdigit()
+    await ca.send(Node("ack", {"class": "receipt", "id": "m1", "to": lid_to}))
+    await cb.close()
+    cb, _success = await _login(sb, b)
+    got, count = await _until_offline_marker(cb)
+    assert count == 0 and got == []
+    assert [d["queued"] for d in sb.get_phone(ALICE)["devices"]] == [0]

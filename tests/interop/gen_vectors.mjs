@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { binaryNodes } from './gen_binary.mjs';
 import { noiseHandshake } from './gen_noise.mjs';
 import { pairingVectors } from './gen_pairing.mjs';
+import { signalVectors } from './gen_signal.mjs';
 import { signatureVectors } from './gen_signatures.mjs';
 import { writeJson } from './vectors_common.mjs';
 
@@ -35,10 +36,14 @@ writeJson(join(outDir, 'noise_handshake.json'), { meta, ...noise });
 const sigs = signatureVectors();
 writeJson(join(outDir, 'signatures.json'), { meta, ...sigs });
 
+const signal = await signalVectors();
+writeJson(join(outDir, 'signal.json'), { meta, ...signal });
+
 const counts = {
     binary_nodes: nodes.vectors.length,
     noise_transport_frames: noise.transport.client_to_server.length + noise.transport.server_to_client.length,
     pairing_codes: pairing.vectors.codes.length,
-    signatures: sigs.signatures.length
+    signatures: sigs.signatures.length,
+    signal_events: signal.conversation.events.length + signal.group.messages.length
 };
 console.log(`wrote vectors to ${outDir}:`, JSON.stringify(counts));

@@ -16,7 +16,7 @@ import pytest
 
 from .vectorlib import INTEROP_DIR, NODE_TIMEOUT, VECTORS_DIR
 
-FILES = ("binary_nodes", "noise_handshake", "pairing", "signatures")
+FILES = ("binary_nodes", "noise_handshake", "pairing", "signatures", "signal")
 
 
 def _comparable(path: Path) -> dict[str, Any]:

@@ -118,12 +118,9 @@ async def test_hundred_each_way_in_order_with_read_receipts(sb: Sandbox, http: h
     assert sent_ids == {e["id"] for e in at_b}
     # Bob reads everything: Alice's socket sees each of her messages go to READ (status 4).
     await b.command("read", keys=[{"remoteJid": e["remoteJid"], "id": e["id"], "fromMe": False} for e in at_b])
-    read: set[str] = set()
-    while read != sent_ids:
-        status = await a.expect("status", within=30)
-        if status["status"] == 4:
-            read.add(status["id"])
-    assert all(status["remoteJid"] == f"{BOB}@s.whatsapp.net" for status in a.seen("status"))
+    while not sent_ids <= {e["id"] for e in a.seen("status") if e["status"] == 4}:
+        await a.expect("status", within=30)
+    assert {e.get("remoteJid") for e in a.seen("status") if e["id"] in sent_ids} - {None} == {f"{BOB}@s.whatsapp.net"}
     # Every device acknowledged what it got: nothing is left queued.
     for phone in (ALICE, BOB):
         assert [d["queued"] for d in sb.get_phone(phone)["devices"]] == [0]
@@ -173,16 +170,67 @@ async def test_group_of_two_sockets_and_a_phone(sb: Sandbox, http: httpx.AsyncCl
     await b.command("send", to=group["jid"], text="g-from-bob", tag="gb")
     await b.expect("sent", tag="gb")
     assert (await a.expect("message", within=30, text="g-from-bob"))["remoteJid"] == group["jid"]
-    # The phone-only member received every group message (its 1:1 SKDM first, then the skmsg).
+    # The phone-only member received every group message (its 1:1 SKDM first, then the skmsg) and
+    # decrypted each one.
     inbox = [m for m in sb.phone_messages(CAROL) if m["from"] == group["jid"]]
     assert len(inbox) == 6
     assert [e["type"] for e in inbox[0]["enc"]] == ["pkmsg", "skmsg"]
+    at_carol = [m for m in sb.phone_received(CAROL) if m["chat"] == group["jid"]]
+    assert [m["text"] for m in at_carol] == [*texts, "g-from-bob"] and all(m["error"] is None for m in at_carol)
+    # The phone writes to the group too: both sockets decrypt it (SKDM over 1:1, then its skmsg).
+    res = await http.post(f"/admin/phones/{CAROL}/send", json={"to": group["jid"], "text": "g-from-phone"})
+    assert res.status_code == 200, res.text
+    for drv in (a, b):
+        got = await drv.expect("message", within=20, text="g-from-phone")
+        assert got["remoteJid"] == group["jid"] and got["participant"].startswith(sb.get_phone(CAROL)["lid"].split("@")[0])
+    # Every member reads every message: Carol (the phone) reads Alice's five.
+    ids = [e["id"] for e in at_b]
+    assert (await http.post(f"/admin/phones/{CAROL}/read", json={"ids": ids})).json() == {"read": 5}
     # Bob reads Alice's messages: Alice sees a read receipt per message from Bob.
     await b.command("read", keys=[{"remoteJid": group["jid"], "id": e["id"], "participant": e["participant"],
                                    "fromMe": False} for e in at_b])
     sent = {e["id"] for e in a.seen("sent") if e["tag"] in texts}
-    read: set[str] = set()
-    while read != sent:
-        receipt = await a.expect("receipt", within=30)
-        if receipt["readTimestamp"]:
-            read.add(receipt["id"])
+    bob_lid, carol_lid = (sb.get_phone(p)["lid"].split("@")[0] for p in (BOB, CAROL))
+    def readers() -> set[tuple[str, str]]:
+        return {(e["id"], e["userJid"].split("@")[0].split(":")[0]) for e in a.seen("receipt") if e["readTimestamp"]}
+    while not {(i, who) for i in sent for who in (bob_lid, carol_lid)} <= readers():
+        await a.expect("receipt", within=30)
+    # Alice reads Bob's and the phone's messages: their senders see it.
+    await a.command("read", keys=[{"remoteJid": group["jid"], "id": e["id"], "participant": e["participant"],
+                                   "fromMe": False} for e in a.seen("message") if e["remoteJid"] == group["jid"]])
+    gb = next(e["id"] for e in b.seen("sent") if e["tag"] == "gb")
+    while not any(e["id"] == gb and e["readTimestamp"] for e in b.seen("receipt")):
+        await b.expect("receipt", within=30)
+
+
+async def test_simulated_phone_and_baileys_both_ways(sb: Sandbox, http: httpx.AsyncClient, drivers: Start,
+                                                      tmp_path: Path) -> None:
+    a = await _linked(sb, http, drivers, tmp_path / "a", ALICE)
+    # The phone-only account Carol writes first (a pre-key message from the phone to Alice's devices).
+    res = await http.post(f"/admin/phones/{CAROL}/send", json={"to": f"{ALICE}@s.whatsapp.net", "text": "from the phone"})
+    assert res.status_code == 200, res.text
+    sent = res.json()
+    assert sent["devices"] == 2  # Alice's phone and her Baileys companion
+    got = await a.expect("message", within=20, text="from the phone")
+    assert got["id"] == sent["id"] and got["remoteJid"] == f"{CAROL}@s.whatsapp.net"
+    # Alice answers, addressing Carol by LID this time.
+    carol_lid = sb.get_phone(CAROL)["lid"]
+    await a.command("send", to=carol_lid, text="from baileys", tag="r")
+    reply = await a.expect("sent", tag="r")
+    await _until(lambda: any(m["text"] == "from baileys" for m in sb.phone_received(CAROL)))
+    received = next(m for m in sb.phone_received(CAROL) if m["text"] == "from baileys")
+    assert received["id"] == reply["id"] and received["error"] is None and received["t"] > 0
+    assert received["sender"].split("@")[0].split(":")[1] == str(sb.get_phone(ALICE)["devices"][0]["device"])
+    # Alice's own phone got the deviceSentMessage copy of her reply, unwrapped.
+    own = [m for m in sb.phone_received(ALICE) if m["text"] == "from baileys"]
+    assert len(own) == 1 and own[0]["from_me"] is True
+    # The phone's delivery receipt reached Alice's socket (DELIVERY_ACK = 3).
+    while not any(e["id"] == reply["id"] and e["status"] >= 3 for e in a.seen("status")):
+        await a.expect("status", within=20)  # (it may also have come before "sent")
+    # The second message each way uses the established sessions.
+    res = await http.post(f"/admin/phones/{CAROL}/send", json={"to": f"{ALICE}@s.whatsapp.net", "text": "again"})
+    assert res.status_code == 200
+    await a.expect("message", within=20, text="again")
+    assert not a.seen("undecryptable")
+    res = await http.post(f"/admin/phones/{CAROL}/send", json={"to": "19990000000@s.whatsapp.net", "text": "x"})
+    assert res.status_code == 404 and res.json()["error"] == "unknown_recipient"

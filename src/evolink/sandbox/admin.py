@@ -133,6 +133,18 @@ class AdminServer:
         async def phone_messages(p: dict[str, str], body: Any) -> tuple[int, Any]:
             return 200, sb.phone_messages(p["phone"])
 
+        async def phone_send(p: dict[str, str], body: Any) -> tuple[int, Any]:
+            return 200, sb.phone_send(p["phone"], _field(body, "to"), _field(body, "text"))
+
+        async def phone_received(p: dict[str, str], body: Any) -> tuple[int, Any]:
+            return 200, sb.phone_received(p["phone"])
+
+        async def phone_read(p: dict[str, str], body: Any) -> tuple[int, Any]:
+            return 200, sb.phone_read(p["phone"], _field(body, "ids"))
+
+        self._route("POST", "/admin/phones/{phone}/send", phone_send)
+        self._route("GET", "/admin/phones/{phone}/received", phone_received)
+        self._route("POST", "/admin/phones/{phone}/read", phone_read)
         self._route("POST", "/admin/groups", create_group)
         self._route("GET", "/admin/groups", list_groups)
         self._route("GET", "/admin/groups/{group}", get_group)

@@ -43,6 +43,9 @@ class Address:
     def alternate_user_jid(self) -> str:
         return self.jid(not self.lid_form, with_device=False)
 
+    def with_form(self, lid_form: bool) -> Address:
+        return Address(self.phone, self.lid, self.device, lid_form)
+
     def at(self, device: int) -> Address:
         return Address(self.phone, self.lid, device, self.lid_form)
 

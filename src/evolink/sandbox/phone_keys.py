@@ -25,6 +25,13 @@ CREATE TABLE IF NOT EXISTS phone_secrets (
     private BLOB NOT NULL,
     PRIMARY KEY (phone, kind, key_id)
 );
+CREATE TABLE IF NOT EXISTS phone_records (
+    phone TEXT NOT NULL,
+    kind TEXT NOT NULL,            -- 'session' (by Signal address) | 'sender_key' (by sender-key name)
+    name TEXT NOT NULL,
+    record BLOB NOT NULL,
+    PRIMARY KEY (phone, kind, name)
+);
 """
 
 
@@ -61,3 +68,15 @@ class PhoneKeys:
         row = self._db.execute("SELECT private FROM phone_secrets WHERE phone = ? AND kind = ? AND key_id = ?",
                                (phone, kind, key_id)).fetchone()
         return None if row is None else bytes(row[0])
+
+    def drop_prekey(self, phone: str, key_id: int) -> None:
+        """A one-time pre-key consumed by an incoming pkmsg: its private half goes for good."""
+        self._db.execute("DELETE FROM phone_secrets WHERE phone = ? AND kind = 'opk' AND key_id = ?", (phone, key_id))
+
+    def record(self, phone: str, kind: str, name: str) -> bytes | None:
+        row = self._db.execute("SELECT record FROM phone_records WHERE phone = ? AND kind = ? AND name = ?",
+                               (phone, kind, name)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def set_record(self, phone: str, kind: str, name: str, record: bytes) -> None:
+        self._db.execute("INSERT OR REPLACE INTO phone_records VALUES (?, ?, ?, ?)", (phone, kind, name, record))

@@ -35,6 +35,7 @@ from evolink.sandbox.directory import Directory
 from evolink.sandbox.errors import AdminError
 from evolink.sandbox.faults import Faults, IqError
 from evolink.sandbox.phone_keys import PhoneKeys
+from evolink.sandbox.phone_signal import PhoneSignal
 from evolink.sandbox.router import Router
 from evolink.sandbox.routing_store import RoutingStore
 from evolink.sandbox.services import Services
@@ -67,6 +68,8 @@ class Sandbox:
         self.router = Router(Services(self, self.directory, self.routing), self.live_connection,
                              self._phone_received, self.phone_keys.top_up)
         self.phone_inbox: dict[str, deque[Node]] = {}
+        self.phone_signal = PhoneSignal(self.router, self.phone_keys,
+                                        lambda phone: self._phone(phone).identity_private)
         self.root = self._load_root()
         # Intermediate and leaf (= Noise static) keys are per process, like a server rotating them.
         self.intermediate = KeyPair.generate()
@@ -217,6 +220,7 @@ class Sandbox:
     def _phone_received(self, phone: str, node: Node) -> None:
         """A stanza routed to device 0: the simulated phone keeps it (bounded, oldest dropped)."""
         self.phone_inbox.setdefault(phone, deque(maxlen=MAX_PHONE_INBOX)).append(node)
+        self.phone_signal.receive(phone, node)
 
     # ------------------------------------------------------------------------- controls
     def _phone(self, phone: object) -> Any:
@@ -334,6 +338,19 @@ class Sandbox:
         """What was routed to the phone (device 0), oldest first: envelope and ciphertexts."""
         record = self._phone(phone)
         return [_stanza_json(n) for n in self.phone_inbox.get(record.phone, ())]
+
+    def phone_send(self, phone: object, to: object, text: object) -> dict[str, Any]:
+        """The phone's user sends ``text`` to a user (PN or LID JID) or a group, end-to-end encrypted."""
+        return self.phone_signal.send_text(self._phone(phone).phone, to, text)
+
+    def phone_received(self, phone: object) -> list[dict[str, Any]]:
+        """Messages the phone received, decrypted: ``{id, chat, sender, t, text, from_me, error}``."""
+        return self.phone_signal.received_json(self._phone(phone).phone)
+
+    def phone_read(self, phone: object, ids: object) -> dict[str, Any]:
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) or len(ids) > 1000:
+            raise AdminError(400, "invalid_ids", "ids must be a list of up to 1000 message ids")
+        return {"read": self.phone_signal.mark_read(self._phone(phone).phone, ids)}
 
     def list_connections(self) -> list[dict[str, Any]]:
         return [c.to_json() for c in self.connections.values()]

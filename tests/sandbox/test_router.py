@@ -154,3 +154,56 @@ async def test_queue_redelivered_at_every_login_until_acknowledged(sb: Sandbox) 
     got, count = await _until_offline_marker(cb)
     assert count == 0 and got == []
     assert [d["queued"] for d in sb.get_phone(ALICE)["devices"]] == [0]
+
+
+async def test_phone_answers_garbage_with_a_retry_receipt_and_keeps_going(sb: Sandbox) -> None:
+    a = await _link(sb, ALICE)
+    ca = await _online(sb, a)
+    await _until_offline_marker(ca)
+    bob_lid = _lid(sb, BOB)
+    for mid, kind, body in (("bad1", "pkmsg", b"\x33garbage"), ("bad2", "msg", b""), ("bad3", "msg", b"\x00" * 64)):
+        await ca.send(Node("message", {"id": mid, "to": f"{BOB}@s.whatsapp.net", "type": "text"}, [
+            Node("participants", {}, [Node("to", {"jid": f"{bob_lid}@lid"}, [Node("enc", {"v": "2", "type": kind}, body)])])]))
+        assert (await ca.recv()).attrs.get("error") is None
+        retry = await ca.recv()
+        assert retry.tag == "receipt" and retry.attrs["type"] == "retry" and retry.attrs["id"] == mid
+        assert retry.attrs["from"] == f"{BOB}@s.whatsapp.net" and retry.child("registration") is not None
+    received = sb.phone_received(BOB)
+    assert [m["id"] for m in received] == ["bad1", "bad2", "bad3"]
+    assert all(m["text"] is None and m["error"] for m in received)
+    # The phone still sends and its sessions are intact.
+    sent = sb.phone_send(BOB, f"{ALICE}@s.whatsapp.net", "still here")
+    assert sent["devices"] == 2
+    got = await ca.recv()
+    assert got.tag == "message" and got.attrs["id"] == sent["id"]
+    assert [e.attrs["type"] for e in got.children("enc")] == ["pkmsg"]
+
+
+async def test_retry_receipt_goes_to_the_one_device_and_groups_from_a_client(sb: Sandbox) -> None:
+    a, b = await _link(sb, ALICE), await _link(sb, BOB)
+    ca, cb = await _online(sb, a), await _online(sb, b)
+    await _until_offline_marker(ca)
+    await _until_offline_marker(cb)
+    alice_dev = f"{ALICE}:{a.device}@s.whatsapp.net"
+    await cb.send(Node("receipt", {"id": "m9", "to": alice_dev, "type": "retry"}, [
+        Node("retry", {"count": "1", "id": "m9", "t": "1", "v": "1"}), Node("registration", {}, b"\x00\x00\x00\x4d")]))
+    retry = await ca.recv()
+    assert retry.tag == "receipt" and retry.attrs["type"] == "retry"
+    assert retry.attrs["from"] == f"{BOB}:{b.device}@s.whatsapp.net"  # the requesting device
+    assert [c.tag for c in retry.children()] == ["retry", "registration"]
+    # A client creates a group; its members can read the metadata (LID mode, no @g.us in the id).
+    created = await ca.query(Node("iq", {"to": "@g.us", "type": "set", "xmlns": "w:g2"}, [
+        Node("create", {"subject": "made by alice"}, [Node("participant", {"jid": f"{BOB}@s.whatsapp.net"})])]))
+    group = created.child("group")
+    assert group is not None and "@" not in group.attrs["id"]
+    meta = await cb.query(Node("iq", {"to": f"{group.attrs['id']}@g.us", "type": "get", "xmlns": "w:g2"},
+                               [Node("query", {"request": "interactive"})]))
+    parts = meta.child("group").children("participant")  # type: ignore[union-attr]
+    assert {p.attrs["phone_number"] for p in parts} == {f"{ALICE}@s.whatsapp.net", f"{BOB}@s.whatsapp.net"}
+    assert {p.attrs.get("type") for p in parts} == {"superadmin", None}
+    assert all(p.attrs["jid"].endswith("@lid") for p in parts)
+    cc_creds = await _link(sb, CAROL)
+    cc = await _online(sb, cc_creds)
+    denied = await cc.query(Node("iq", {"to": f"{group.attrs['id']}@g.us", "type": "get", "xmlns": "w:g2"},
+                                 [Node("query", {"request": "interactive"})]))
+    assert denied.attrs["type"] == "error" and denied.child("error").attrs["code"] == "403"  # type: ignore[union-attr]

@@ -220,7 +220,15 @@ class Sandbox:
     def _phone_received(self, phone: str, node: Node) -> None:
         """A stanza routed to device 0: the simulated phone keeps it (bounded, oldest dropped)."""
         self.phone_inbox.setdefault(phone, deque(maxlen=MAX_PHONE_INBOX)).append(node)
-        self.phone_signal.receive(phone, node)
+        # The phone reacts (decrypts, answers its receipt) right after the current stanza is
+        # handled, as a separate device would: the sender sees the server's ack first.
+        asyncio.get_running_loop().call_soon(self._phone_react, phone, node)
+
+    def _phone_react(self, phone: str, node: Node) -> None:
+        try:
+            self.phone_signal.receive(phone, node)
+        except Exception:  # the phone must never take the server down
+            log.exception("simulated phone failed on a stanza", extra={"phone": phone})
 
     # ------------------------------------------------------------------------- controls
     def _phone(self, phone: object) -> Any:

@@ -207,3 +207,49 @@ async def test_retry_receipt_goes_to_the_one_device_and_groups_from_a_client(sb:
     denied = await cc.query(Node("iq", {"to": f"{group.attrs['id']}@g.us", "type": "get", "xmlns": "w:g2"},
                                  [Node("query", {"request": "interactive"})]))
     assert denied.attrs["type"] == "error" and denied.child("error").attrs["code"] == "403"  # type: ignore[union-attr]
+
+
+async def _next(client: Client, tag: str) -> Node:
+    while True:
+        node = await client.recv(5)
+        if node.tag == tag:
+            return node
+
+
+def _whatsmeow_phash(jids: list[str]) -> str:
+    """participantListHashV2 as whatsmeow computes it (AD strings user.agent:device@server)."""
+    import base64
+    import hashlib
+    ad = sorted(f"{j.split('@')[0].split(':')[0]}.0:{j.split('@')[0].split(':')[1] if ':' in j else 0}@{j.split('@')[1]}"
+                for j in jids)
+    return "2:" + base64.b64encode(hashlib.sha256("".join(ad).encode()).digest()[:6]).decode().rstrip("=")
+
+
+async def test_group_phash_checked_and_low_prekey_notification(sb: Sandbox) -> None:
+    a, b = await _link(sb, ALICE), await _link(sb, BOB)
+    ca, cb = await _online(sb, a, range(1, 7)), await _online(sb, b)
+    await _until_offline_marker(ca)
+    await _until_offline_marker(cb)
+    group = sb.create_group("hash", [ALICE, BOB])
+    devices = [f"{_lid(sb, ALICE)}@lid", f"{_lid(sb, ALICE)}:{a.device}@lid", f"{_lid(sb, BOB)}@lid",
+               f"{_lid(sb, BOB)}:{b.device}@lid"]
+    right = _whatsmeow_phash(devices)
+    for mid, claimed, expect in (("h1", right, None), ("h2", "2:AAAAAAAA", right)):
+        await ca.send(Node("message", {"id": mid, "to": group["jid"], "type": "text", "phash": claimed},
+                           [Node("enc", {"v": "2", "type": "skmsg"}, b"\x33sk")]))
+        ack = await _next(ca, "ack")  # (the phones' retry receipts for the fake skmsg are skipped)
+        assert ack.attrs.get("error") is None and ack.attrs.get("phash") == expect
+        got = await _next(cb, "message")  # delivered either way
+        assert got.attrs["id"] == mid and got.attrs["participant"] == f"{_lid(sb, ALICE)}:{a.device}@lid"
+        assert got.attrs["participant_pn"] == f"{ALICE}@s.whatsapp.net" and got.attrs["addressing_mode"] == "lid"
+    # Alice uploaded 6 one-time pre-keys: the fetch that leaves 4 triggers her encrypt notification.
+    fetch = iq("encrypt", "get", [Node("key", {}, [Node("user", {"jid": f"{ALICE}:{a.device}@s.whatsapp.net"})])])
+    await cb.query(fetch)
+    await cb.query(fetch)
+    note = await _next(ca, "notification")
+    assert note.tag == "notification" and note.attrs["type"] == "encrypt"
+    assert note.child("count").attrs["value"] == "4"  # type: ignore[union-attr]
+    await ca.send(Node("ack", {"class": "notification", "id": note.attrs["id"], "to": note.attrs["from"], "type": "encrypt"}))
+    assert (await ca.query(prekey_upload(a, range(7, 12)))).attrs["type"] == "result"
+    count = await ca.query(iq("encrypt", "get", [Node("count")]))
+    assert count.child("count").attrs["value"] == "9"  # type: ignore[union-attr]

@@ -253,3 +253,19 @@ async def test_group_phash_checked_and_low_prekey_notification(sb: Sandbox) -> N
     assert (await ca.query(prekey_upload(a, range(7, 12)))).attrs["type"] == "result"
     count = await ca.query(iq("encrypt", "get", [Node("count")]))
     assert count.child("count").attrs["value"] == "9"  # type: ignore[union-attr]
+
+
+async def test_device_list_change_is_notified_to_online_devices(sb: Sandbox) -> None:
+    a = await _link(sb, ALICE)
+    ca = await _online(sb, a)
+    await _until_offline_marker(ca)
+    b = await _link(sb, BOB)
+    note = await _next(ca, "notification")
+    assert note.attrs["type"] == "devices" and note.attrs["from"] == f"{BOB}@s.whatsapp.net"
+    update = note.child("update")
+    assert update is not None and update.attrs["device_hash"]
+    assert [d.attrs["jid"] for d in update.children("device")] == [
+        f"{BOB}:{b.device}@s.whatsapp.net", f"{_lid(sb, BOB)}:{b.device}@lid"]
+    await sb.remove_device(BOB, b.device)
+    gone = await _next(ca, "notification")
+    assert gone.attrs["type"] == "devices" and gone.child("update") is not None

@@ -14,12 +14,14 @@ device 0 (the simulated phone) has no socket: what is routed to it goes to ``pho
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from evolink.sandbox import messages, receipts
 from evolink.sandbox.services import Services
+from evolink.sandbox.stanzas import new_id
 from evolink.wire import binary
 from evolink.wire.binary import Node
 
@@ -33,9 +35,11 @@ REPLAY_BATCH = 200
 
 class Router:
     def __init__(self, services: Services, live: Callable[[str, int], Connection | None],
-                 phone_inbox: Callable[[str, Node], None], phone_top_up: Callable[[str], None]) -> None:
+                 phone_inbox: Callable[[str, Node], None], phone_top_up: Callable[[str], None],
+                 everyone: Callable[[], Iterable[Connection]] = tuple) -> None:
         self.sv = services
         self._live = live
+        self._everyone = everyone
         self._phone_inbox = phone_inbox
         self._phone_top_up = phone_top_up
         services.notify = self.push
@@ -112,8 +116,34 @@ class Router:
             log.info("offline queue replayed", extra={"conn": conn.id, "count": count})
 
     def device_linked(self, phone: str, device: int) -> None:
-        """A companion linked: contacts' device caches are refreshed by usync (Baileys' TTL is 5 min)."""
+        """A companion linked: every online device is told the account's device list changed."""
         log.info("device joined the account", extra={"phone": phone, "device": device})
+        self._devices_changed(phone, device)
 
     def device_removed(self, phone: str, device: int) -> None:
         self.sv.routing.forget_device(phone, device)
+        self._devices_changed(phone, device)
+
+    def _devices_changed(self, phone: str, device: int) -> None:
+        """``<notification type="devices"><update><device jid/>…`` to every other online device.
+
+        ``update`` makes Baileys drop its cached list (keyed by the user of each device JID, so both
+        namespaces are named) and whatsmeow re-query; a notification with no ``<device>`` would be
+        ignored. Sent live only, to all online devices (the sandbox does not track contacts).
+        """
+        acct = self.sv.directory.account(phone)
+        if acct is None:
+            return
+        dev = acct.at(device)
+        node = Node("notification", {"from": acct.user_jid, "type": "devices", "id": "",
+                                     "t": str(self.sv.host.clock.unix())},
+                    [Node("update", {"device_hash": "2:" + stanzas_hash(phone, device)}, [
+                        Node("device", {"jid": dev.jid(False)}), Node("device", {"jid": dev.jid(True)})])])
+        for conn in list(self._everyone()):
+            if conn.deliverable and (conn.phone, conn.device) != (phone, device):
+                conn.push(Node(node.tag, {**node.attrs, "id": new_id()}, node.content))
+
+
+def stanzas_hash(phone: str, device: int) -> str:
+    """An opaque device-list hash for ``device_hash`` (clients only compare it)."""
+    return hashlib.sha256(f"{phone}:{device}".encode()).hexdigest()[:8]

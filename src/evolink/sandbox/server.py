@@ -66,7 +66,7 @@ class Sandbox:
         for record in self.store.list_phones():
             self.phone_keys.ensure(record.phone, record.identity_private)
         self.router = Router(Services(self, self.directory, self.routing), self.live_connection,
-                             self._phone_received, self.phone_keys.top_up)
+                             self._phone_received, self.phone_keys.top_up, lambda: self._live.values())
         self.phone_inbox: dict[str, deque[Node]] = {}
         self.phone_signal = PhoneSignal(self.router, self.phone_keys,
                                         lambda phone: self._phone(phone).identity_private)

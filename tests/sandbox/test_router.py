@@ -269,3 +269,48 @@ async def test_device_list_change_is_notified_to_online_devices(sb: Sandbox) -> 
     await sb.remove_device(BOB, b.device)
     gone = await _next(ca, "notification")
     assert gone.attrs["type"] == "devices" and gone.child("update") is not None
+
+
+async def test_messaging_admin_routes_validate_input(sb: Sandbox) -> None:
+    import httpx
+    async with httpx.AsyncClient(base_url=sb.admin_url, timeout=10) as http:
+        bad = [
+            ("POST", "/admin/groups", {"subject": "", "members": [ALICE]}, 400, "invalid_subject"),
+            ("POST", "/admin/groups", {"subject": "s", "members": []}, 400, "invalid_members"),
+            ("POST", "/admin/groups", {"subject": "s", "members": ["19990000000"]}, 404, "phone_not_found"),
+            ("POST", "/admin/groups", {"subject": "s", "members": [ALICE], "addressing_mode": "x"}, 400,
+             "invalid_addressing_mode"),
+            ("GET", "/admin/groups/123@g.us", None, 404, "group_not_found"),
+            ("POST", f"/admin/phones/{ALICE}/send", {"to": f"{BOB}@s.whatsapp.net", "text": ""}, 400, "invalid_text"),
+            ("POST", f"/admin/phones/{ALICE}/send", {"to": "nope", "text": "x"}, 400, "invalid_jid"),
+            ("POST", f"/admin/phones/{ALICE}/send", {"to": "1@g.us", "text": "x"}, 404, "group_not_found"),
+            ("POST", f"/admin/phones/{ALICE}/read", {"ids": "x"}, 400, "invalid_ids"),
+            ("GET", "/admin/phones/19990000000/received", None, 404, "phone_not_found"),
+        ]
+        for method, path, body, status, error in bad:
+            res = await http.request(method, path, json=body)
+            assert (res.status_code, res.json()["error"]) == (status, error), (path, body, res.text)
+        res = await http.post("/admin/groups", json={"subject": "s", "members": [ALICE, BOB], "creator": BOB})
+        assert res.status_code == 201
+        group = res.json()
+        assert group["creator"] == BOB and [m["admin"] for m in group["members"]] == [None, "superadmin"]
+        assert (await http.get(f"/admin/groups/{group['jid']}")).json() == group
+        assert (await http.get("/admin/groups")).json() == [group]
+        # A phone writes to a phone: both are Signal participants without any companion.
+        res = await http.post(f"/admin/phones/{ALICE}/send", json={"to": f"{BOB}@s.whatsapp.net", "text": "p2p"})
+        assert res.status_code == 200 and res.json()["devices"] == 1
+        await _until_phone_has(sb, BOB, "p2p")
+        res = await http.post(f"/admin/phones/{BOB}/send", json={"to": group["jid"], "text": "to group"})
+        assert res.status_code == 200
+        await _until_phone_has(sb, ALICE, "to group")
+        got = (await http.get(f"/admin/phones/{ALICE}/received")).json()
+        assert [m["text"] for m in got] == ["to group"] and got[0]["chat"] == group["jid"]
+
+
+async def _until_phone_has(sb: Sandbox, phone: str, text: str) -> None:
+    import asyncio
+
+    async def poll() -> None:
+        while not any(m["text"] == text for m in sb.phone_received(phone)):  # noqa: ASYNC110 - no event
+            await asyncio.sleep(0.01)
+    await asyncio.wait_for(poll(), 5)

@@ -314,3 +314,18 @@ async def _until_phone_has(sb: Sandbox, phone: str, text: str) -> None:
         while not any(m["text"] == text for m in sb.phone_received(phone)):  # noqa: ASYNC110 - no event
             await asyncio.sleep(0.01)
     await asyncio.wait_for(poll(), 5)
+
+
+async def test_a_long_offline_queue_is_replayed_in_order_without_overflowing(sb: Sandbox) -> None:
+    a, b = await _link(sb, ALICE), await _link(sb, BOB)
+    ca = await _online(sb, a)
+    await _until_offline_marker(ca)
+    n = 1500  # more than the 1000-frame outbox that closes a client that does not read
+    for i in range(n):
+        await ca.send(_text_message(f"q{i}", f"{BOB}@s.whatsapp.net", [f"{BOB}:{b.device}@s.whatsapp.net"]))
+    for _ in range(n):
+        await _next(ca, "ack")
+    cb, _success = await _login(sb, b)
+    got, count = await _until_offline_marker(cb)
+    assert count == n and [m.attrs["id"] for m in got] == [f"q{i}" for i in range(n)]
+    assert all(m.attrs["offline"] == "1" for m in got)

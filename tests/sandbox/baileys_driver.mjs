@@ -115,6 +115,9 @@ async function startSocket() {
     fireInitQueries: !opt['no-init-queries'],
     markOnlineOnConnect: false,
     syncFullHistory: false,
+    // The sandbox phone sends no history sync: without this Baileys buffers every event for 20 s
+    // after each login until its accountSyncCounter is > 0 ("awaiting history sync notification").
+    shouldSyncHistoryMessage: () => false,
     connectTimeoutMs: 20000,
     defaultQueryTimeoutMs: 20000,
   };

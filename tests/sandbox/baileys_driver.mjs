@@ -13,7 +13,17 @@
 // the Baileys README example does (Baileys does not reconnect by itself).
 // --until open   exit 0 after the first "open" (+ --hold-ms)
 // --until close  keep running until a close other than 515, then exit 0
+//
+// Messaging (stdin, one JSON command per line, on the open socket):
+//   {"cmd":"send","to":JID,"text":T,"tag":X}     -> {"event":"sent","tag":X,"id":<message id>}
+//   {"cmd":"read","keys":[{remoteJid,id,participant?}]} -> {"event":"read_sent","n":N}
+//   {"cmd":"group","jid":G,"tag":X}              -> {"event":"group","tag":X,"metadata":{...}}
+//   {"cmd":"end"}                                -> closes the socket without logging out
+// Incoming: {"event":"message","id","remoteJid","participant","fromMe","text","upsert":"notify|append"},
+// {"event":"offline","count":N} (end of the server's offline backlog), {"event":"undecryptable",...}, {"event":"status","id","remoteJid","status"} (messages.update),
+// {"event":"receipt","id","remoteJid","userJid","readTimestamp","receiptTimestamp"} (groups).
 import https from 'node:https';
+import readline from 'node:readline';
 import { parseArgs } from 'node:util';
 
 import makeWASocket, { useMultiFileAuthState, WA_CERT_DETAILS } from '../interop/node_modules/baileys/lib/index.js';
@@ -51,6 +61,45 @@ const holdMs = Number(opt['hold-ms']);
 let restartsLeft = Number(opt.restarts);
 let socketNo = 0;
 let pairingRequested = false;
+let current = null; // the open socket, for stdin commands
+
+// Commands run one after the other (a send completes before the next starts), so the order of
+// "send" lines is the order the messages leave the socket.
+let chain = Promise.resolve();
+readline.createInterface({ input: process.stdin }).on('line', (line) => {
+  chain = chain.then(() => runCommand(line));
+});
+
+async function runCommand(line) {
+  let cmd;
+  try {
+    cmd = JSON.parse(line);
+  } catch (err) {
+    emit('error', { where: 'stdin', error: String(err) });
+    return;
+  }
+  try {
+    if (!current) throw new Error('no open socket');
+    if (cmd.cmd === 'send') {
+      const sent = await current.sendMessage(cmd.to, { text: cmd.text });
+      emit('sent', { tag: cmd.tag ?? null, id: sent?.key?.id ?? null, to: cmd.to });
+    } else if (cmd.cmd === 'read') {
+      await current.readMessages(cmd.keys);
+      emit('read_sent', { n: cmd.keys.length, tag: cmd.tag ?? null });
+    } else if (cmd.cmd === 'group') {
+      const metadata = await current.groupMetadata(cmd.jid);
+      emit('group', { tag: cmd.tag ?? null, metadata });
+    } else if (cmd.cmd === 'end') {
+      current.end(undefined);
+    } else {
+      throw new Error(`unknown command ${cmd.cmd}`);
+    }
+  } catch (err) {
+    emit('command_failed', { cmd: cmd.cmd, tag: cmd.tag ?? null, error: String(err?.stack || err) });
+  }
+}
+
+const textOf = (m) => m?.conversation ?? m?.extendedTextMessage?.text ?? null;
 
 process.on('unhandledRejection', (err) => emit('error', { where: 'unhandledRejection', error: String(err?.stack || err) }));
 
@@ -66,6 +115,9 @@ async function startSocket() {
     fireInitQueries: !opt['no-init-queries'],
     markOnlineOnConnect: false,
     syncFullHistory: false,
+    // The sandbox phone sends no history sync: without this Baileys buffers every event for 20 s
+    // after each login until its accountSyncCounter is > 0 ("awaiting history sync notification").
+    shouldSyncHistoryMessage: () => false,
     connectTimeoutMs: 20000,
     defaultQueryTimeoutMs: 20000,
   };
@@ -75,6 +127,32 @@ async function startSocket() {
   emit('socket', { n: mySocket, registered: Boolean(state.creds.me?.id), me: state.creds.me?.id ?? null });
   const sock = makeWASocket(config);
   sock.ev.on('creds.update', saveCreds);
+  sock.ws.on('CB:ib,,offline', (node) => {
+    const child = node.content?.find?.((c) => c.tag === 'offline');
+    emit('offline', { n: mySocket, count: Number(child?.attrs?.count ?? -1) });
+  });
+  sock.ev.on('messages.upsert', ({ messages, type }) => {
+    for (const msg of messages) {
+      const base = { id: msg.key.id, remoteJid: msg.key.remoteJid, participant: msg.key.participant ?? null,
+                     fromMe: !!msg.key.fromMe, upsert: type, t: Number(msg.messageTimestamp ?? 0) };
+      if (msg.messageStubType === 2 /* CIPHERTEXT */) {
+        emit('undecryptable', { ...base, why: msg.messageStubParameters ?? null });
+      } else if (textOf(msg.message) !== null) {
+        emit('message', { ...base, text: textOf(msg.message) });
+      }
+    }
+  });
+  sock.ev.on('messages.update', (updates) => {
+    for (const { key, update } of updates) {
+      if (update.status !== undefined) emit('status', { id: key.id, remoteJid: key.remoteJid, status: update.status });
+    }
+  });
+  sock.ev.on('message-receipt.update', (updates) => {
+    for (const { key, receipt } of updates) {
+      emit('receipt', { id: key.id, remoteJid: key.remoteJid, userJid: receipt.userJid,
+                        readTimestamp: receipt.readTimestamp ?? null, receiptTimestamp: receipt.receiptTimestamp ?? null });
+    }
+  });
 
   let pongs = 0;
   let opened = false;
@@ -100,6 +178,7 @@ async function startSocket() {
     if (isNewLogin) emit('paired', { n: mySocket, me: state.creds.me?.id ?? null });
     if (connection === 'open') {
       opened = true;
+      current = sock;
       emit('open', { n: mySocket, me: state.creds.me?.id ?? null, lid: state.creds.me?.lid ?? null });
       if (holdMs > 0) {
         await new Promise((resolve) => setTimeout(resolve, holdMs));
@@ -113,6 +192,7 @@ async function startSocket() {
       }
     }
     if (connection === 'close') {
+      if (current === sock) current = null;
       const statusCode = lastDisconnect?.error?.output?.statusCode ?? null;
       emit('close', { n: mySocket, status: statusCode, message: String(lastDisconnect?.error?.message ?? '') });
       if (statusCode === 515 && restartsLeft > 0) {

@@ -52,7 +52,7 @@ class BaileysDriver:
         if os.environ.get("SANDBOX_BAILEYS_LOG"):
             argv += ["--log-level", os.environ["SANDBOX_BAILEYS_LOG"]]
         proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, cwd=str(HERE),
         )
         return cls(proc, argv)
@@ -78,10 +78,10 @@ class BaileysDriver:
             if not line:
                 return
             self._stderr.append(line.decode(errors="replace").rstrip())
-            del self._stderr[:-200]
+            del self._stderr[:-(20000 if os.environ.get("SANDBOX_BAILEYS_LOG") else 200)]
 
     def describe(self) -> str:
-        tail = "\n".join(self._stderr[-30:])
+        tail = "\n".join(self._stderr[-(20000 if os.environ.get("SANDBOX_BAILEYS_LOG") else 30):])
         return f"events={json.dumps(self.events)[-3000:]}\nstderr tail:\n{tail}"
 
     async def expect(self, name: str, within: float = 20.0, **match: Any) -> dict[str, Any]:
@@ -102,6 +102,12 @@ class BaileysDriver:
                 return event
             if event["event"] == "fatal" or (event["event"] == "exit" and name != "exit"):
                 raise DriverError(f"driver stopped ({event}) before '{name}' {match}\n{self.describe()}")
+
+    async def command(self, cmd: str, **args: Any) -> None:
+        """Write one JSON command to the driver's stdin (see baileys_driver.mjs)."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write((json.dumps({"cmd": cmd, **args}) + "\n").encode())
+        await self.proc.stdin.drain()
 
     def seen(self, name: str) -> list[dict[str, Any]]:
         return [e for e in self.events if e["event"] == name]

@@ -141,6 +141,14 @@ class Client:
                 return node
             self.ib.append(node)
 
+    async def recv_any(self, within: float = 10.0) -> Node:
+        """Next node, ``<ib>`` included (also appended to ``self.ib``)."""
+        assert self.transport is not None
+        node = binary.decode(self.transport.decrypt(await self._raw_frame(within)))
+        if node.tag == "ib":
+            self.ib.append(node)
+        return node
+
     async def send(self, node: Node) -> None:
         assert self.transport is not None
         await self.ws.send(frames.encode_frame(self.transport.encrypt(binary.encode(node))))
@@ -197,4 +205,19 @@ def pair_device_sign(creds: Creds, pair_success: Node) -> Node:
         Node("pair-device-sign", {}, [
             Node("device-identity", {"key-index": str(details.keyIndex)}, signed.SerializeToString())
         ])
+    ])
+
+
+def prekey_upload(creds: Creds, key_ids: range) -> Node:
+    """A complete ``encrypt`` upload as clients send it: registration, type, identity, keys, skey."""
+    keys = [Node("key", {}, [Node("id", {}, i.to_bytes(3, "big")), Node("value", {}, KeyPair.generate().public)])
+            for i in key_ids]
+    spk = creds.signed_prekey.public
+    return iq("encrypt", "set", [
+        Node("registration", {}, creds.registration_id.to_bytes(4, "big")),
+        Node("type", {}, b"\x05"),
+        Node("identity", {}, creds.identity.public),
+        Node("list", {}, keys),
+        Node("skey", {}, [Node("id", {}, (1).to_bytes(3, "big")), Node("value", {}, spk),
+                          Node("signature", {}, crypto.signed_prekey_signature(creds.identity.private, spk))]),
     ])

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sandbox_client import Client, Closed, Creds, iq, login_payload, pair_device_sign, registration_payload
 
-from evolink.sandbox import connection as sandbox_connection
+from evolink.sandbox import transport as sandbox_transport
 from evolink.sandbox.connection import Connection
 from evolink.sandbox.server import Sandbox
 from evolink.wire import qr
@@ -60,10 +60,10 @@ def _conn(sb: Sandbox, pred: Callable[[Connection], bool]) -> Connection:
 async def _assert_released(conn: Connection, sb: Sandbox) -> None:
     """Nothing of a closed socket is left running or queued (its cancelled writer ends promptly)."""
     assert conn.closed_at is not None and not conn.open
-    assert conn._writer is not None
-    await asyncio.wait({conn._writer}, timeout=2)
-    assert conn._writer.done()
-    assert not conn._outbox and not conn._tasks and not conn._waiters
+    assert conn.link._writer is not None
+    await asyncio.wait({conn.link._writer}, timeout=2)
+    assert conn.link._writer.done()
+    assert not conn.link._outbox and not conn._tasks and not conn.link._waiters
     assert all(c is not conn for c in sb._live.values())
 
 
@@ -134,7 +134,7 @@ async def test_idle_timeout_closes_a_socket_with_a_delayed_send_pending() -> Non
 
 async def test_a_client_that_never_reads_is_closed_when_its_queue_overflows(
         sb: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sandbox_connection, "MAX_OUTBOX", 20)
+    monkeypatch.setattr(sandbox_transport, "MAX_OUTBOX", 20)
     client = await _login(sb, await _link(sb))
     conn = _conn(sb, lambda c: c.open and c.state == "login")
     sb.set_faults(latency_ms=SLOW_MS)
@@ -254,7 +254,7 @@ async def test_presence_is_accepted_silently_and_logged(sb: Sandbox) -> None:
 
 async def test_a_close_stuck_behind_a_blocked_send_aborts_the_link(
         sb: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sandbox_connection, "CLOSE_TIMEOUT", 0.3)
+    monkeypatch.setattr(sandbox_transport, "CLOSE_TIMEOUT", 0.3)
     client = await _login(sb, await _link(sb))
     conn = _conn(sb, lambda c: c.open and c.state == "login")
 

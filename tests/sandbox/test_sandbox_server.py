@@ -8,7 +8,16 @@ from email.utils import parsedate_to_datetime
 
 import httpx
 import pytest
-from sandbox_client import Client, Closed, Creds, iq, login_payload, pair_device_sign, registration_payload
+from sandbox_client import (
+    Client,
+    Closed,
+    Creds,
+    iq,
+    login_payload,
+    pair_device_sign,
+    prekey_upload,
+    registration_payload,
+)
 from websockets.exceptions import ConnectionClosed
 
 from evolink.sandbox.errors import AdminError
@@ -103,8 +112,7 @@ async def test_link_login_success_and_post_login_answers(sb: Sandbox) -> None:
     assert abs(int(success.attrs["t"]) - time.time()) <= 2
     count = await client.query(iq("encrypt", "get", [Node("count")]))
     assert count.child("count").attrs["value"] == "0"  # type: ignore[union-attr]
-    keys = [Node("key", {}, [Node("id", {}, i.to_bytes(3, "big")), Node("value", {}, bytes(32))]) for i in range(1, 31)]
-    upload = await client.query(iq("encrypt", "set", [Node("registration", {}, bytes(4)), Node("list", {}, keys)]))
+    upload = await client.query(prekey_upload(creds, range(1, 31)))
     assert upload.attrs["type"] == "result"
     count = await client.query(iq("encrypt", "get", [Node("count")]))
     assert count.child("count").attrs["value"] == "30"  # type: ignore[union-attr]

@@ -118,6 +118,37 @@ class AdminServer:
         async def put_cert(p: dict[str, str], body: Any) -> tuple[int, Any]:
             return 200, sb.set_cert_validity(_field(body, "not_before"), _field(body, "not_after"))
 
+        async def create_group(p: dict[str, str], body: Any) -> tuple[int, Any]:
+            if not isinstance(body, dict):
+                raise AdminError(400, "invalid_body", "expected a JSON object")
+            return 201, sb.create_group(_field(body, "subject"), _field(body, "members"), body.get("creator"),
+                                        body.get("addressing_mode", "lid"))
+
+        async def list_groups(p: dict[str, str], body: Any) -> tuple[int, Any]:
+            return 200, sb.list_groups()
+
+        async def get_group(p: dict[str, str], body: Any) -> tuple[int, Any]:
+            return 200, sb.group_json(p["group"])
+
+        async def phone_messages(p: dict[str, str], body: Any) -> tuple[int, Any]:
+            return 200, sb.phone_messages(p["phone"])
+
+        async def phone_send(p: dict[str, str], body: Any) -> tuple[int, Any]:
+            return 200, sb.phone_send(p["phone"], _field(body, "to"), _field(body, "text"))
+
+        async def phone_received(p: dict[str, str], body: Any) -> tuple[int, Any]:
+            return 200, sb.phone_received(p["phone"])
+
+        async def phone_read(p: dict[str, str], body: Any) -> tuple[int, Any]:
+            return 200, sb.phone_read(p["phone"], _field(body, "ids"))
+
+        self._route("POST", "/admin/phones/{phone}/send", phone_send)
+        self._route("GET", "/admin/phones/{phone}/received", phone_received)
+        self._route("POST", "/admin/phones/{phone}/read", phone_read)
+        self._route("POST", "/admin/groups", create_group)
+        self._route("GET", "/admin/groups", list_groups)
+        self._route("GET", "/admin/groups/{group}", get_group)
+        self._route("GET", "/admin/phones/{phone}/messages", phone_messages)
         self._route("GET", "/admin", info)
         self._route("GET", "/admin/info", info)
         self._route("POST", "/admin/phones", create_phone)

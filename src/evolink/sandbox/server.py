@@ -31,11 +31,19 @@ from evolink.sandbox.admin import AdminServer
 from evolink.sandbox.clock import SandboxClock
 from evolink.sandbox.config import SandboxConfig
 from evolink.sandbox.connection import Connection
+from evolink.sandbox.directory import Directory
 from evolink.sandbox.errors import AdminError
 from evolink.sandbox.faults import Faults, IqError
+from evolink.sandbox.messaging_admin import MessagingControls
+from evolink.sandbox.phone_keys import PhoneKeys
+from evolink.sandbox.phone_signal import PhoneSignal
+from evolink.sandbox.router import Router
+from evolink.sandbox.routing_store import RoutingStore
+from evolink.sandbox.services import Services
 from evolink.sandbox.store import SandboxStore, normalize_phone
 from evolink.sandbox.tls import server_ssl_context
 from evolink.wire import certs, qr
+from evolink.wire.binary import Node
 from evolink.wire.crypto import PAIRING_ALPHABET, KeyPair
 from evolink.wire.errors import WireError
 
@@ -46,12 +54,22 @@ MAX_CLOSED_KEPT = 200  # closed connections kept for GET /admin/connections
 KICK_CODES = (401, 408, 428, 440, 500, 503, 515)
 
 
-class Sandbox:
+class Sandbox(MessagingControls):
     def __init__(self, config: SandboxConfig | None = None) -> None:
         self.config = config or SandboxConfig()
         self.clock = SandboxClock(self.config.clock_offset)
         self.faults = Faults()
         self.store = SandboxStore(self.config.data_dir)
+        self.routing = RoutingStore(self.store.db)
+        self.directory = Directory(self.store)
+        self.phone_keys = PhoneKeys(self.store.db, self.routing)
+        for record in self.store.list_phones():
+            self.phone_keys.ensure(record.phone, record.identity_private)
+        self.router = Router(Services(self, self.directory, self.routing), self.live_connection,
+                             self._phone_received, self.phone_keys.top_up, lambda: self._live.values())
+        self.phone_inbox: dict[str, deque[Node]] = {}
+        self.phone_signal = PhoneSignal(self.router, self.phone_keys,
+                                        lambda phone: self._phone(phone).identity_private)
         self.root = self._load_root()
         # Intermediate and leaf (= Noise static) keys are per process, like a server rotating them.
         self.intermediate = KeyPair.generate()
@@ -163,7 +181,7 @@ class Sandbox:
         self.connections[conn.id] = conn
         await conn.run()
 
-    def _connection_closed(self, conn: Connection) -> None:
+    def connection_closed(self, conn: Connection) -> None:
         self._closed_ids.append(conn.id)
         while len(self._closed_ids) > MAX_CLOSED_KEPT:
             self.connections.pop(self._closed_ids.popleft(), None)
@@ -171,11 +189,11 @@ class Sandbox:
     def _open_connections(self) -> list[Connection]:
         return [c for c in self.connections.values() if c.open]
 
-    def _live_connection(self, phone: str, device: int) -> Connection | None:
+    def live_connection(self, phone: str, device: int) -> Connection | None:
         conn = self._live.get((phone, device))
         return conn if conn is not None and conn.open else None
 
-    def _session_logged_in(self, conn: Connection) -> None:
+    def connection_logged_in(self, conn: Connection) -> None:
         """A device logging in again replaces its older socket, as on the real service.
 
         The old socket is told ``replaced`` and closes in the background: the new login never
@@ -188,13 +206,13 @@ class Sandbox:
         if old is not None and old is not conn:
             old.begin_close(1000, "kicked with 440", stanzas.stream_error(440))
 
-    def _connection_closing(self, conn: Connection) -> None:
+    def connection_closing(self, conn: Connection) -> None:
         if conn.phone is not None and conn.device is not None:
             key = (conn.phone, conn.device)
             if self._live.get(key) is conn:
                 del self._live[key]
 
-    async def _device_logged_out(self, conn: Connection) -> None:
+    async def device_logged_out(self, conn: Connection) -> None:
         """The companion asked to be removed (logout): forget it and end its stream with 401."""
         if conn.phone is not None and conn.device is not None:
             await self.remove_device(conn.phone, conn.device)
@@ -211,6 +229,7 @@ class Sandbox:
         number = normalize_phone(phone)
         account = KeyPair.generate()
         record = self.store.create_phone(number, account.private, account.public, self.clock.unix())
+        self.phone_keys.ensure(number, account.private)
         log.info("phone created", extra={"phone": number})
         return {**record.to_json(), "devices": []}
 
@@ -218,7 +237,9 @@ class Sandbox:
         record = self._phone(phone)
         devices = []
         for dev in self.store.list_devices(record.phone):
-            devices.append({**dev.to_json(), "online": self._live_connection(dev.phone, dev.device) is not None})
+            devices.append({**dev.to_json(), "online": self.live_connection(dev.phone, dev.device) is not None,
+                            "queued": self.routing.queue_length(dev.phone, dev.device),
+                            "prekeys_left": self.routing.prekey_count(dev.phone, dev.device)})
         return {**record.to_json(), "devices": devices}
 
     def list_phones(self) -> list[dict[str, Any]]:
@@ -267,8 +288,9 @@ class Sandbox:
             raise AdminError(400, "invalid_device", "device must be an integer") from exc
         if not self.store.remove_device(record.phone, number):
             raise AdminError(404, "device_not_found", f"no device {number} on {record.phone}")
+        self.router.device_removed(record.phone, number)
         log.info("device removed", extra={"phone": record.phone, "device": number})
-        conn = self._live_connection(record.phone, number)
+        conn = self.live_connection(record.phone, number)
         if conn is not None:
             await conn.kick(401)
 
@@ -318,3 +340,4 @@ class Sandbox:
 
     def cert_json(self) -> dict[str, Any]:
         return {"not_before": self.cert_not_before, "not_after": self.cert_not_after}
+

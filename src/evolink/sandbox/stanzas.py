@@ -12,9 +12,9 @@ def new_id() -> str:
     return str(10**8 + secrets.randbelow(9 * 10**8))
 
 
-def result(iq: Node, content: list[Node] | None = None) -> Node:
-    """``<iq type="result" id=… from="s.whatsapp.net">`` answering ``iq``."""
-    return Node("iq", {"from": SERVER_JID, "type": "result", "id": iq.attrs.get("id", "")}, content)
+def result(iq: Node, content: list[Node] | None = None, sender: str = SERVER_JID) -> Node:
+    """``<iq type="result" id=… from="s.whatsapp.net">`` answering ``iq`` (``from`` = ``sender``)."""
+    return Node("iq", {"from": sender, "type": "result", "id": iq.attrs.get("id", "")}, content)
 
 
 def error(iq: Node, code: int, text: str) -> Node:

@@ -130,6 +130,11 @@ class SandboxStore:
     def close(self) -> None:
         self._db.close()
 
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The connection, shared by the routing state (``routing_store.py``) in the same file."""
+        return self._db
+
     # -- meta -------------------------------------------------------------------------------
     def get_meta(self, key: str) -> bytes | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -160,6 +165,10 @@ class SandboxStore:
         if row is None:
             return None
         return PhoneRecord(row[0], row[1], bytes(row[2]), bytes(row[3]), row[4])
+
+    def phone_by_lid(self, lid: str) -> str | None:
+        row = self._db.execute("SELECT phone FROM phones WHERE lid = ?", (lid,)).fetchone()
+        return None if row is None else str(row[0])
 
     def list_phones(self) -> list[PhoneRecord]:
         rows = self._db.execute("SELECT phone FROM phones ORDER BY phone").fetchall()

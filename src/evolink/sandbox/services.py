@@ -1,0 +1,41 @@
+"""What the stanza handlers share: the host, the directory, the routing state, and one request.
+
+An iq handler is a plain function ``(Services, IqRequest) -> Node`` (the answer); the handler
+tables in ``iq.py`` map ``(xmlns, first child tag)`` to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from evolink.sandbox.directory import Directory
+from evolink.sandbox.host import Host
+from evolink.sandbox.routing_store import RoutingStore
+from evolink.wire.binary import Node
+
+
+@dataclass(slots=True)
+class Services:
+    host: Host
+    directory: Directory
+    routing: RoutingStore
+    # Pushed to a device after an answer (e.g. the pre-key low-count notification): (phone, device, node).
+    notify: Callable[[str, int, Node], None] = field(default=lambda phone, device, node: None)
+
+
+@dataclass(frozen=True, slots=True)
+class IqRequest:
+    """An iq from the logged-in device (phone, device)."""
+
+    iq: Node
+    first: Node | None  # first child, or None
+    phone: str
+    device: int
+
+    @property
+    def kind(self) -> str:
+        return self.iq.attrs.get("type", "")
+
+
+IqHandler = Callable[[Services, IqRequest], Node]

@@ -259,7 +259,7 @@ async def test_misbehaving_server_gives_typed_close_and_retries(mode: str, reaso
 async def test_dropped_connection_reconnects(sandbox: Sandbox, make_engine: EngineFactory) -> None:
     engine, rec = make_engine(sandbox)
     await link_by_qr(sandbox, engine, rec)
-    sandbox.set_faults(drop_after_frames=7)  # abort every socket at its next frame
+    sandbox.set_faults(drop_after_frames=0)  # abort every socket at its next frame
     conn = sandbox_conn(sandbox, lambda c: c["open"])
     await sandbox.kick(conn["id"], 500)
     close = await rec.wait(CloseEvent, lambda e: e.reason is CloseReason.BAD_SESSION)
@@ -480,7 +480,7 @@ async def test_failing_creds_store_is_a_typed_transient_close(sandbox: Sandbox, 
 @pytest.mark.parametrize("stable_after", [60.0, 0.0])
 async def test_unstable_login_backoff_grows_unless_the_link_was_stable(
         sandbox: Sandbox, make_engine: EngineFactory, stable_after: float) -> None:
-    """Issue 10 item 3: the link dies right after login (sandbox fault drop_after_frames=6). The backoff
+    """Issue 10 item 3: the link dies right after login (sandbox fault drop_after_frames=7). The backoff
     keeps growing across those short-lived opens instead of restarting at `base` on each (the storm);
     with stable_after=0 every open counts as stable and the counter restarts, as before."""
     engine, rec = make_engine(sandbox, reconnect_base=0.02, reconnect_cap=0.08, reconnect_stable_after=stable_after)

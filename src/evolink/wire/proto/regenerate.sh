@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerate wa_pb2.py and wa_pb2.pyi from wa.proto. Run from anywhere; needs the dev extras
+# Regenerate <name>_pb2.py and <name>_pb2.pyi from wa.proto, e2e.proto and signal.proto. Run from anywhere; needs the dev extras
 # (grpcio-tools for protoc, mypy-protobuf for the .pyi) installed in the repository's .venv.
 #
 # The .proto is compiled relative to src/ so its descriptor-pool name is the unique
@@ -21,5 +21,5 @@ cd "$src"
   --plugin=protoc-gen-mypy="$venv/bin/protoc-gen-mypy" \
   --python_out=. \
   --mypy_out=. \
-  evolink/wire/proto/wa.proto
-echo "regenerated: $here/wa_pb2.py $here/wa_pb2.pyi"
+  evolink/wire/proto/wa.proto evolink/wire/proto/e2e.proto evolink/wire/proto/signal.proto
+echo "regenerated: $here/{wa,e2e,signal}_pb2.py and .pyi"

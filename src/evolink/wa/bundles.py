@@ -6,11 +6,14 @@ is skipped (that device gets no copy, as whatsmeow does; Baileys would fail the 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
+from evolink.wa import jids
 from evolink.wa.connection import Connection
 from evolink.wa.e2e import Bundle
 from evolink.wire.binary import SERVER_JID, Node
+from evolink.wire.errors import DecodeError
 
 log = logging.getLogger("evolink.wa.bundles")
 
@@ -58,10 +61,14 @@ def parse(reply: Node) -> dict[str, Bundle]:
         jid = user.attrs.get("jid", "")
         keys = user.child("keys")
         bundle = parse_bundle(keys if keys is not None else user)
-        if bundle is None:
+        if bundle is None or "@" not in jid:
             log.warning("key bundle refused", extra={"jid": jid})
             continue
-        out[jid] = bundle
+        try:
+            device = jids.parse(jid).device
+        except DecodeError:
+            continue
+        out[jid] = dataclasses.replace(bundle, device_id=device)
     return out
 
 

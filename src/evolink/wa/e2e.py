@@ -50,6 +50,7 @@ class Bundle:
     signed_pre_key_signature: bytes
     pre_key_id: int | None = None
     pre_key: bytes | None = None
+    device_id: int = 0
 
 
 @dataclass(frozen=True, slots=True)

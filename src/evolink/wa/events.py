@@ -91,7 +91,7 @@ class MessageEvent:
 
     ``sender`` is the device that wrote it as the server named it (PN or LID); ``sender_pn`` /
     ``sender_lid`` are filled when known. ``message`` is the parsed ``Message`` protobuf
-    (``evolink.wa.proto.message_pb2.Message``; unknown fields kept), after the deviceSentMessage unwrap.
+    (``evolink.wire.proto.e2e_pb2.Message``; unknown fields kept), after the deviceSentMessage unwrap.
     """
 
     id: str

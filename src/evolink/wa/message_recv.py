@@ -27,11 +27,11 @@ from evolink.wa.connection import Connection
 from evolink.wa.e2e import E2EError
 from evolink.wa.events import MessageEvent, UndecryptableEvent
 from evolink.wa.messaging import MAX_RETRY_RECEIPTS, Messaging
-from evolink.wa.proto.message_pb2 import Message
 from evolink.wa.store_port import StateChanges, StoredMessage
 from evolink.wire.binary import Node
 from evolink.wire.crypto import KeyPair
 from evolink.wire.errors import DecodeError
+from evolink.wire.proto.e2e_pb2 import Message
 
 if TYPE_CHECKING:
     from evolink.wa.creds import Creds

@@ -20,10 +20,10 @@ from evolink.wa import bundles, jids, plaintext, usync
 from evolink.wa.connection import Connection, ConnectionLost, IqError, QueryTimeout
 from evolink.wa.e2e import E2EError
 from evolink.wa.messaging import MAX_RESENDS, Messaging
-from evolink.wa.proto.message_pb2 import Message
 from evolink.wa.store_port import OutgoingMessage, StateChanges
 from evolink.wire.binary import Node
 from evolink.wire.errors import DecodeError
+from evolink.wire.proto.e2e_pb2 import Message
 
 if TYPE_CHECKING:
     from evolink.wa.creds import Creds

@@ -1,8 +1,7 @@
 """Plaintext of an ``<enc>``: the serialized ``Message`` plus WhatsApp's random padding (enc v="2").
 
-Pad: n random bytes of value n, n in 1..16 (Baileys ``writeRandomPadMax16``). Unpad: as whatsmeow,
-which is stricter than Baileys: the pad must be 1..16 long, fit, and consist of equal bytes; an
-empty plaintext is refused.
+Padding is ``evolink.signal.padding`` (1–16 bytes like Baileys on the way out, strict like whatsmeow
+on the way in); parsing goes through ``evolink.wire.proto.parse`` so bad bytes are a typed error.
 """
 
 from __future__ import annotations
@@ -10,9 +9,12 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from google.protobuf.message import DecodeError
-
-from evolink.wa.proto.message_pb2 import Message
+from evolink.signal.errors import InvalidMessage
+from evolink.signal.padding import pad as _pad
+from evolink.signal.padding import unpad as _unpad
+from evolink.wire.errors import ProtoError
+from evolink.wire.proto import parse as _parse
+from evolink.wire.proto.e2e_pb2 import Message
 
 
 class PlaintextError(ValueError):
@@ -20,26 +22,21 @@ class PlaintextError(ValueError):
 
 
 def pad(data: bytes) -> bytes:
-    n = (secrets.randbelow(256) & 0x0F) + 1
-    return data + bytes([n]) * n
+    return _pad(data)
 
 
 def unpad(data: bytes) -> bytes:
-    if not data:
-        raise PlaintextError("empty plaintext")
-    n = data[-1]
-    if n == 0 or n > 16 or n > len(data) or data[-n:] != bytes([n]) * n:
-        raise PlaintextError("bad padding")
-    return data[:-n]
+    try:
+        return _unpad(data)
+    except InvalidMessage as exc:
+        raise PlaintextError(str(exc)) from None
 
 
 def parse(data: bytes) -> Message:
-    msg = Message()
     try:
-        msg.ParseFromString(data)
-    except (DecodeError, RuntimeWarning, ValueError) as exc:
-        raise PlaintextError(f"not a Message protobuf: {exc}") from None
-    return msg
+        return _parse(Message, data)
+    except ProtoError as exc:
+        raise PlaintextError(str(exc)) from None
 
 
 def encode(msg: Message) -> bytes:

@@ -17,10 +17,13 @@ from collections.abc import AsyncIterator, Callable
 
 from evolink.clock.base import Clock, SystemClock
 from evolink.clock.base import elapsed as default_elapsed
+from evolink.wa import plaintext, receipts_out
 from evolink.wa.bus import Callback, EventBus
 from evolink.wa.config import EngineConfig
 from evolink.wa.connection import Connection, ConnectionLost, IqError, QueryTimeout
 from evolink.wa.creds import Creds, CredsError, CredsStore
+from evolink.wa.dispatch import dispatch
+from evolink.wa.e2e import Cipher
 from evolink.wa.events import (
     CloseEvent,
     CloseReason,
@@ -34,22 +37,24 @@ from evolink.wa.events import (
 )
 from evolink.wa.handshake import HandshakeTimeout, perform_handshake
 from evolink.wa.keepalive import Action, KeepaliveSchedule
-from evolink.wa.login import handle_success
+from evolink.wa.memory_store import MemoryMessageStore
+from evolink.wa.message_send import NotConnected, SendResult, send_message
+from evolink.wa.messaging import Messaging
 from evolink.wa.pair_code import (
     AlreadyPaired,
     PairingError,
     PairingUnavailable,
-    handle_primary_hello,
     normalize_phone,
     request_code,
 )
-from evolink.wa.pair_qr import handle_pair_device
-from evolink.wa.pair_success import handle_pair_success
 from evolink.wa.payload import PayloadError, login_payload, registration_payload
+from evolink.wa.plaintext import QuotedMessage
 from evolink.wa.presence import PresenceNotConnected, presence_node, unified_session_node
 from evolink.wa.reconnect import ReconnectPolicy
+from evolink.wa.signal_adapter import default_cipher
 from evolink.wa.socket import ConnectFailed, FrameSocket, NoiseSocket, SocketClosed
-from evolink.wa.stream_errors import Disconnect, from_failure, from_stream_error, remote_closed
+from evolink.wa.store_port import MessageStore
+from evolink.wa.stream_errors import Disconnect, remote_closed
 from evolink.wire.binary import SERVER_JID, Node
 from evolink.wire.errors import CertificateError, WireError
 
@@ -60,8 +65,11 @@ MAX_IMMEDIATE_RESTARTS = 3  # consecutive 515s without reaching open before back
 
 class Engine:
     def __init__(self, config: EngineConfig, store: CredsStore, clock: Clock | None = None, *,
-                 ssl_context: ssl.SSLContext | None = None, elapsed: Callable[[], float] = default_elapsed) -> None:
+                 ssl_context: ssl.SSLContext | None = None, elapsed: Callable[[], float] = default_elapsed,
+                 message_store: MessageStore | None = None, cipher: Cipher | None = None) -> None:
         self.config = config
+        self.messaging = Messaging(message_store if message_store is not None else MemoryMessageStore(),
+                                   cipher if cipher is not None else default_cipher())
         self.store = store
         self.clock: Clock = clock or SystemClock()
         # Durations (a pending code's life) are measured on this never-stepped clock, not on `clock`.
@@ -202,6 +210,39 @@ class Engine:
             event = pending.event()
             self.emit(event)
             return event
+
+    async def send_text(self, to: str, text: str, *, message_id: str | None = None,
+                        quoted: QuotedMessage | None = None, within: float | None = None) -> SendResult:
+        """Send a text to a user (PN or LID JID: all their devices and our own others) or a group.
+
+        ``message_id`` fixes the id (a resend after a crash must reuse it); the call returns once the
+        server acked the stanza (bounded by ``within``, default ``query_timeout``). ``SendError``
+        (``NotConnected``) otherwise.
+        """
+        message = plaintext.text_message(
+            text, quoted_id=quoted.id if quoted else None,
+            quoted_participant=quoted.participant if quoted else None,
+            quoted_message=quoted.message if quoted else None)
+        return await send_message(self, to, message, message_id=message_id, within=within)
+
+    async def send_read_receipt(self, chat: str, ids: list[str], *, participant: str | None = None,
+                                played: bool = False) -> None:
+        """Mark received messages read (``type="read"``, or ``played`` for voice notes)."""
+        conn = self.live_connection()
+        if conn is None:
+            raise NotConnected(f"Connection Closed: the engine is {self._state}, not open")
+        try:
+            await conn.send(receipts_out.read_receipt(chat, ids, participant=participant, played=played,
+                                                      now=int(self.clock.time())))
+        except ConnectionLost as exc:
+            raise NotConnected(f"Connection Closed: {exc}") from None
+
+    def live_connection(self) -> Connection | None:
+        """The logged-in socket, or None."""
+        conn = self._conn
+        if conn is None or not conn.opened or conn.closed or self._state != "open":
+            return None
+        return conn
 
     # ------------------------------------------------------------------ hooks used by the flows
 
@@ -422,49 +463,4 @@ class Engine:
                                      [Node("ping")]))
 
     def _dispatch(self, conn: Connection, node: Node) -> None:
-        tag = node.tag
-        attrs = node.attrs
-        if tag == "iq":
-            kind = attrs.get("type")
-            if kind in ("result", "error"):
-                conn.resolve(node)
-                return
-            if kind == "set":
-                if (pd := node.child("pair-device")) is not None:
-                    conn.spawn(handle_pair_device(self, conn, node, pd), "pair-device")
-                elif (ps := node.child("pair-success")) is not None:
-                    conn.spawn(handle_pair_success(self, conn, node, ps), "pair-success")
-            elif kind == "get" and attrs.get("xmlns") == "urn:xmpp:ping":
-                conn.spawn(conn.send(Node("iq", {"to": SERVER_JID, "type": "result", "id": attrs.get("id", "")})),
-                           "pong")
-            return
-        if tag == "success":
-            if conn.registration:
-                conn.finish(Disconnect(CloseReason.PROTOCOL, None, "success on a registration socket", True))
-            else:
-                conn.spawn(handle_success(self, conn, node), "login")
-        elif tag == "failure":
-            conn.finish(from_failure(attrs.get("reason"), attrs.get("message")))
-        elif tag == "stream:error":
-            conflict = node.child("conflict")
-            conn.finish(from_stream_error(attrs.get("code"), conflict.attrs.get("type") if conflict else None,
-                                          [c.tag for c in node.children()]))
-        elif tag == "xmlstreamend":
-            conn.finish(remote_closed())
-        elif tag == "notification":
-            ack = {"id": attrs.get("id", ""), "to": attrs.get("from", SERVER_JID), "class": "notification",
-                   "type": attrs.get("type", "")}
-            conn.spawn(conn.send(Node("ack", ack)), "ack")
-            if attrs.get("type") == "link_code_companion_reg":
-                conn.spawn(handle_primary_hello(self, conn, node), "primary-hello")
-        elif tag == "ib":
-            self._handle_ib(conn, node)
-        else:
-            log.debug("unhandled node %s", tag)
-
-    def _handle_ib(self, conn: Connection, node: Node) -> None:
-        edge = node.child("edge_routing")
-        info = edge.child("routing_info") if edge is not None else None
-        if info is not None and isinstance(info.content, bytes) and info.content != conn.creds.routing_info:
-            conn.creds.routing_info = info.content
-            conn.spawn(self.save_creds(conn.creds), "save-routing-info")
+        dispatch(self, conn, node)

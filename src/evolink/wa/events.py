@@ -85,6 +85,73 @@ class ServerTimeEvent:
     source: str  # "success" | "pair-success"
 
 
+@dataclass(frozen=True, slots=True)
+class MessageEvent:
+    """A received message, emitted after it was handed to the store port (so it is durable).
+
+    ``sender`` is the device that wrote it as the server named it (PN or LID); ``sender_pn`` /
+    ``sender_lid`` are filled when known. ``message`` is the parsed ``Message`` protobuf
+    (``evolink.wire.proto.e2e_pb2.Message``; unknown fields kept), after the deviceSentMessage unwrap.
+    """
+
+    id: str
+    chat: str
+    sender: str
+    sender_pn: str | None
+    sender_lid: str | None
+    from_me: bool
+    timestamp: int
+    push_name: str | None
+    message: Any
+    offline: bool = False
+
+    @property
+    def text(self) -> str | None:
+        m = self.message
+        if m.HasField("conversation"):
+            return str(m.conversation)
+        if m.HasField("extendedTextMessage"):
+            return str(m.extendedTextMessage.text)
+        return None
+
+
+class ReceiptType(StrEnum):
+    DELIVERED = "delivered"
+    READ = "read"
+    READ_SELF = "read_self"
+    PLAYED = "played"
+    PLAYED_SELF = "played_self"
+    INACTIVE = "inactive"
+    SENDER = "sender"
+    RETRY = "retry"
+    SERVER_ERROR = "server_error"
+    OTHER = "other"
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptEvent:
+    """A receipt for messages we sent: ``ids`` (the ``id`` attribute plus any ``<list><item>``)."""
+
+    type: ReceiptType
+    raw_type: str | None
+    chat: str
+    sender: str  # the device (or user) that receipted
+    ids: tuple[str, ...]
+    timestamp: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class UndecryptableEvent:
+    """A message we could not decrypt; a retry receipt was sent (``retry_count``) unless the limit
+    was reached. The session was left as it was."""
+
+    id: str
+    chat: str
+    sender: str
+    reason: str
+    retry_count: int
+
+
 EngineEvent = (
     QrEvent
     | PairingCodeEvent
@@ -94,4 +161,7 @@ EngineEvent = (
     | LoggedOutEvent
     | CredsUpdatedEvent
     | ServerTimeEvent
+    | MessageEvent
+    | ReceiptEvent
+    | UndecryptableEvent
 )

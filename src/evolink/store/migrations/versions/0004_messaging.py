@@ -1,7 +1,7 @@
 """messaging state: Signal sessions/identities/sender keys, consumed pre-keys, device lists, messages
 
-Revision ID: 0101
-Revises: 0001
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-06
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 from evolink.store.models import UTCDateTime
 
-revision = "0101"
-down_revision = "0001"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 

@@ -208,6 +208,13 @@ def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Set
                          settings.PROXY_PASSWORD)
         except InvalidProxy as exc:
             raise ConfigError(f"PROXY_*: {exc}") from None
+    if settings.WEBHOOK_GLOBAL_ENABLED and settings.WEBHOOK_GLOBAL_URL:
+        from evolink.gateway.webhook_rules import WebhookRuleError, check_url
+
+        try:
+            check_url(settings.WEBHOOK_GLOBAL_URL)
+        except WebhookRuleError as exc:
+            raise ConfigError(f"WEBHOOK_GLOBAL_URL: {exc}") from None
     if settings.WA_ROOT_PUBLIC_KEY is not None:
         try:
             if len(bytes.fromhex(settings.WA_ROOT_PUBLIC_KEY)) != 32:

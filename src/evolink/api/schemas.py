@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from evolink.api.settings import EVENT_KEYS
 from evolink.clock.base import iso_utc
+from evolink.gateway.webhook_rules import check_headers, check_url
 from evolink.store.models import Instance, Setting, Webhook
 
 
@@ -35,12 +36,17 @@ class WebhookBody(BaseModel):
     def _events(cls, v: list[str] | None) -> list[str] | None:
         return _check_events(v)
 
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        return check_headers(v)  # evolink.gateway.webhook_rules: only headers httpx can send
+
     @model_validator(mode="after")
     def _url_when_enabled(self) -> WebhookBody:
         # Evolution stores any string and silently never sends; an enabled webhook that can never
         # fire is refused here instead (a disabled one may keep any placeholder).
-        if self.enabled and not self.url.startswith(("http://", "https://")):
-            raise ValueError("url must start with http:// or https://")
+        if self.enabled:
+            check_url(self.url)
         return self
 
     def columns(self) -> dict[str, Any]:

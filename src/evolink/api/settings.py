@@ -169,6 +169,13 @@ def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Set
         raise ConfigError("DATABASE_CONNECTION_URI: required when DATABASE_PROVIDER=postgresql")
     if settings.WEBHOOK_GLOBAL_ENABLED and not settings.WEBHOOK_GLOBAL_URL:
         raise ConfigError("WEBHOOK_GLOBAL_URL: required when WEBHOOK_GLOBAL_ENABLED=true")
+    if settings.WEBHOOK_GLOBAL_ENABLED and settings.WEBHOOK_GLOBAL_URL:
+        from evolink.gateway.webhook_rules import WebhookRuleError, check_url
+
+        try:
+            check_url(settings.WEBHOOK_GLOBAL_URL)
+        except WebhookRuleError as exc:
+            raise ConfigError(f"WEBHOOK_GLOBAL_URL: {exc}") from None
     if settings.WA_ROOT_PUBLIC_KEY is not None:
         try:
             if len(bytes.fromhex(settings.WA_ROOT_PUBLIC_KEY)) != 32:

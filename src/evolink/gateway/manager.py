@@ -108,6 +108,12 @@ class InstanceManager:
             except Exception:  # Evolution 2.3.x aborts here with "[object Object]"; we carry on
                 log.exception("logout before delete failed; deleting anyway", extra={"instance": name})
         await rt.shutdown()
+        # Its deliveries end here: what is still queued (perhaps behind a dead or poisoned destination)
+        # goes; only the farewell events below are sent, under the usual bounded retry policy.
+        dropped = await self.store.drop_pending_outbox(rt.name)
+        if dropped:
+            log.info("dropped pending webhook events of a deleted instance",
+                     extra={"instance": name, "events": dropped})
         ref = rt.ref
         await self.publisher.publish(ref, names.INSTANCE_DELETE, {"instanceName": rt.name, "instanceId": rt.instance_id})
         await self.publisher.publish(ref, names.REMOVE_INSTANCE, None)

@@ -37,6 +37,7 @@ _PER_INSTANCE_ONLY = {"STATUS_INSTANCE", "REMOVE_INSTANCE", "LOGOUT_INSTANCE"}
 IDLE_SLEEP = 30.0
 PRUNE_EVERY = 600.0  # seconds between clean-ups of delivered rows
 DELIVERED_RETENTION = 86_400.0  # delivered rows are kept a day for inspection
+BOOKKEEPING_BACKOFF = 1.0  # seconds a lane rests after its outcome could not be stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +173,7 @@ class DeliveryWorker:
         self._own_client = client is None
         self._concurrency = concurrency
         self._inflight: set[str] = set()
+        self._released: set[str] = set()  # lanes settled while `_pump` was reading (its rows may be stale)
         self._tasks: set[asyncio.Task[None]] = set()
         self._runner: asyncio.Task[None] | None = None
         self._stopping = False
@@ -217,7 +219,10 @@ class DeliveryWorker:
     async def _pump(self) -> float:
         """Start deliveries for due lane heads; return how long to sleep before looking again."""
         now = time.time()
+        self._released.clear()
         for row in await self._store.due_heads(now, limit=self._concurrency * 4):
+            if row.lane in self._released:
+                continue  # read before its last outcome was stored (PostgreSQL): the wake re-reads it
             if row.lane in self._inflight or len(self._inflight) >= self._concurrency:
                 continue
             self._inflight.add(row.lane)
@@ -250,38 +255,64 @@ class DeliveryWorker:
         await asyncio.wait_for(loop(), within)
 
     async def _deliver(self, row: OutboxEvent) -> None:
-        attempts = row.attempts + 1
+        rest = 0.0
         try:
-            status, error = await self._post(row)
-            if status is not None and 200 <= status < 300:
-                await self._store.mark_outbox(row.id, status="delivered", attempts=attempts)
-                self._settle("delivered")
-                return
-            if status is not None and status in self._policy.non_retryable:
-                log.warning("webhook refused, not retried", extra={"event": row.event, "status": status,
-                                                                     "lane": row.lane})
-                await self._store.mark_outbox(row.id, status="failed", attempts=attempts, error=error)
-                self._settle("failed")
-                return
-            if attempts >= self._policy.max_attempts:
-                log.error("webhook gave up after %d attempts", attempts, extra={"event": row.event, "lane": row.lane})
-                await self._store.mark_outbox(row.id, status="failed", attempts=attempts, error=error)
-                self._settle("failed")
-                return
-            next_at = time.time() + self._policy.delay(attempts)
-            await self._store.mark_outbox(row.id, status="pending", attempts=attempts, next_attempt_at=next_at,
-                                          error=error)
-            self._settle("retry")
+            await self._attempt(row)
         except asyncio.CancelledError:
             raise
         except Exception:
+            # The outcome could not be stored (database trouble): the lane rests for a second rather
+            # than handing the same due row straight back to the pump.
             log.exception("webhook delivery bookkeeping failed", extra={"lane": row.lane})
+            rest = BOOKKEEPING_BACKOFF
         finally:
-            self._inflight.discard(row.lane)
+            if rest:
+                asyncio.get_running_loop().call_later(rest, self._release, row.lane)
+            else:
+                self._release(row.lane)
+
+    async def _attempt(self, row: OutboxEvent) -> None:
+        attempts = row.attempts + 1
+        status, error = await self._post(row)
+        if status is not None and 200 <= status < 300:
+            await self._store.mark_outbox(row.id, status="delivered", attempts=attempts)
+            self._settle("delivered")
+            return
+        if status is not None and status in self._policy.non_retryable:
+            log.warning("webhook refused, not retried", extra={"event": row.event, "status": status,
+                                                                 "lane": row.lane})
+            await self._store.mark_outbox(row.id, status="failed", attempts=attempts, error=error)
+            self._settle("failed")
+            return
+        if attempts >= self._policy.max_attempts:
+            log.error("webhook gave up after %d attempts", attempts, extra={"event": row.event, "lane": row.lane})
+            await self._store.mark_outbox(row.id, status="failed", attempts=attempts, error=error)
+            self._settle("failed")
+            return
+        next_at = time.time() + self._policy.delay(attempts)
+        await self._store.mark_outbox(row.id, status="pending", attempts=attempts, next_attempt_at=next_at,
+                                      error=error)
+        self._settle("retry")
+
+    def _release(self, lane: str) -> None:
+        self._inflight.discard(lane)
+        self._released.add(lane)
+        self._wake.set()
 
     async def _post(self, row: OutboxEvent) -> tuple[int | None, str | None]:
+        """One attempt. Every failure is an outcome (status None + a one-line reason), not an exception:
+        httpx raises `UnicodeEncodeError` for a non-ASCII header, `ExceptionGroup` for a port past 65535,
+        `InvalidURL`… and an exception that escaped here used to leave the row due again at once (a hot
+        loop). Rows stored before `webhook_rules` existed can still carry such settings."""
         try:
-            resp = await self._client.post(row.url, json=row.payload, headers=_request_headers(row.headers, self._clock.time()))
-        except httpx.HTTPError as exc:
-            return None, f"{type(exc).__name__}: {exc}"
+            headers = _request_headers(row.headers, self._clock.time())
+            resp = await self._client.post(row.url, json=row.payload, headers=headers)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            if not isinstance(exc, httpx.HTTPError):
+                log.warning("webhook attempt failed before any response", extra={"lane": row.lane,
+                                                                                 "reason": reason[:200]})
+            return None, reason[:1000]
         return resp.status_code, None if resp.is_success else f"HTTP {resp.status_code}"

@@ -242,6 +242,13 @@ class Store:
         async with self.db.sessions.begin() as s:
             await s.execute(update(OutboxEvent).where(OutboxEvent.id == event_id).values(**values))
 
+    async def drop_pending_outbox(self, instance_name: str) -> int:
+        """Forget the events still waiting for an instance's destinations (the instance is being deleted)."""
+        async with self.db.sessions.begin() as s:
+            result = await s.execute(delete(OutboxEvent).where(OutboxEvent.instance_name == instance_name,
+                                                               OutboxEvent.status == "pending"))
+            return int(getattr(result, "rowcount", 0) or 0)
+
     async def prune_outbox(self, finished_before: datetime) -> int:
         """Forget delivered events finished before the cut-off (failed ones stay for inspection)."""
         async with self.db.sessions.begin() as s:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import random
 import time
@@ -86,6 +87,12 @@ def _valid_url(url: str | None) -> bool:
     return bool(url) and str(url).startswith(("http://", "https://"))
 
 
+def _lane(instance: str, destination: str) -> str:
+    """Lane key = instance + destination base URL (hashed to bound its length): a dead old URL cannot
+    hold up events for the new one, while one receiver still sees an instance's events in order."""
+    return f"{instance}|{hashlib.sha256(destination.encode()).hexdigest()[:16]}"
+
+
 def _join(url: str, suffix: str) -> str:
     return url.rstrip("/") + "/" + suffix
 
@@ -131,14 +138,14 @@ class EventPublisher:
             wanted = webhook.events or []
             if not wanted or key in wanted:
                 url = _join(webhook.url, suffix) if webhook.by_events else webhook.url
-                items.append(OutboxItem(lane=f"{inst.name}|instance", instance_name=inst.name, event=event,
+                items.append(OutboxItem(lane=_lane(inst.name, webhook.url), instance_name=inst.name, event=event,
                                         url=url, payload=self.envelope(inst, event, data, webhook.url),
                                         headers=dict(webhook.headers or {}) or None))
         g = self._global
         if g.enabled and _valid_url(g.url) and key not in _PER_INSTANCE_ONLY and g.events.get(key, False):
             assert g.url is not None
             url = _join(g.url, suffix) if g.by_events else g.url
-            items.append(OutboxItem(lane=f"{inst.name}|global", instance_name=inst.name, event=event, url=url,
+            items.append(OutboxItem(lane=_lane(inst.name, g.url), instance_name=inst.name, event=event, url=url,
                                     payload=self.envelope(inst, event, data, url), headers=None))
         if items:
             await self._store.enqueue(items)

@@ -69,7 +69,9 @@ async def test_envelope_destinations_and_filters(store: Store) -> None:
     assert await pub.publish(ref, "logout.instance", None) == 1  # per-instance only, never global
     rows = await store.due_heads(now=1.0)
     by_lane = {r.lane: r for r in rows}
-    inst, glob_row = by_lane["i1|instance"], by_lane["i1|global"]
+    by_url = {r.url: r for r in rows}
+    inst, glob_row = by_url["http://127.0.0.1:1/hook/connection-update"], by_url["http://127.0.0.1:2/g"]
+    assert len(by_lane) == 2
     assert inst.url == "http://127.0.0.1:1/hook/connection-update" and inst.headers == {"x-a": "1"}
     assert inst.payload == {"event": "connection.update", "instance": "i1", "data": {"state": "open"},
                             "destination": "http://127.0.0.1:1/hook", "date_time": "2026-01-02T03:04:05.678Z",
@@ -135,3 +137,23 @@ async def test_gives_up_after_max_attempts(store: Store) -> None:
 async def test_invalid_urls_are_not_sent(store: Store, url: str) -> None:
     pub = await _publisher(store, WebhookTarget(url=url, by_events=False, headers=None, events=None))
     assert await pub.publish(InstanceRef("u", str(uuid.uuid4()), "T"), "instance.create", {}) == 0
+
+
+async def test_new_destination_is_not_blocked_by_a_dead_old_one(store: Store) -> None:
+    new = Receiver()
+    await new.start()
+    target = WebhookTarget(url="http://127.0.0.1:9/dead", by_events=False, headers=None, events=[])
+    pub = await _publisher(store, target)
+    worker = DeliveryWorker(store, RetryPolicy(max_attempts=1000, initial_delay=30, max_delay=60), pub.wake)
+    worker.start()
+    try:
+        ref = InstanceRef("mv", str(uuid.uuid4()), "T")
+        await pub.publish(ref, "connection.update", {"n": 0})
+        await worker.wait_until(lambda: worker.stats["retry"] >= 1, 5)  # old head now waits 30 s
+        await pub.publish(ref, "connection.update", {"n": 1}, WebhookTarget(url=new.url, by_events=False,
+                                                                              headers=None, events=[]))
+        await new.wait_for(lambda: len(new.received) == 1, within=5)
+        assert new.received[0].body["data"] == {"n": 1}
+    finally:
+        await worker.stop()
+        await new.stop()

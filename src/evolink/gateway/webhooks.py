@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import random
 import time
@@ -89,6 +90,12 @@ def _valid_url(url: str | None) -> bool:
     return bool(url) and str(url).startswith(("http://", "https://"))
 
 
+def _lane(instance: str, destination: str) -> str:
+    """Lane key = instance + destination base URL (hashed to bound its length): a dead old URL cannot
+    hold up events for the new one, while one receiver still sees an instance's events in order."""
+    return f"{instance}|{hashlib.sha256(destination.encode()).hexdigest()[:16]}"
+
+
 def _join(url: str, suffix: str) -> str:
     return url.rstrip("/") + "/" + suffix
 
@@ -144,14 +151,14 @@ class EventPublisher:
             wanted = webhook.events or []
             if key in wanted or (not wanted and key not in OPT_IN_EVENTS):
                 url = _join(webhook.url, suffix) if webhook.by_events else webhook.url
-                items.append(OutboxItem(lane=f"{inst.name}|instance", instance_name=inst.name, event=event,
+                items.append(OutboxItem(lane=_lane(inst.name, webhook.url), instance_name=inst.name, event=event,
                                         url=url, payload=self.envelope(inst, event, data, webhook.url),
                                         headers=dict(webhook.headers or {}) or None))
         g = self._global
         if g.enabled and _valid_url(g.url) and key not in _PER_INSTANCE_ONLY and g.events.get(key, False):
             assert g.url is not None
             url = _join(g.url, suffix) if g.by_events else g.url
-            items.append(OutboxItem(lane=f"{inst.name}|global", instance_name=inst.name, event=event, url=url,
+            items.append(OutboxItem(lane=_lane(inst.name, g.url), instance_name=inst.name, event=event, url=url,
                                     payload=self.envelope(inst, event, data, url), headers=None))
         if items:
             await self._store.enqueue(items)
@@ -186,6 +193,7 @@ class DeliveryWorker:
         self._own_client = client is None
         self._concurrency = concurrency
         self._inflight: set[str] = set()
+        self._released: set[str] = set()  # lanes settled while `_pump` was reading (its rows may be stale)
         self._tasks: set[asyncio.Task[None]] = set()
         self._runner: asyncio.Task[None] | None = None
         self._stopping = False
@@ -231,7 +239,10 @@ class DeliveryWorker:
     async def _pump(self) -> float:
         """Start deliveries for due lane heads; return how long to sleep before looking again."""
         now = time.time()
+        self._released.clear()
         for row in await self._store.due_heads(now, limit=self._concurrency * 4):
+            if row.lane in self._released:
+                continue  # read before its last outcome was stored (PostgreSQL): the wake re-reads it
             if row.lane in self._inflight or len(self._inflight) >= self._concurrency:
                 continue
             self._inflight.add(row.lane)
@@ -278,7 +289,7 @@ class DeliveryWorker:
             if rest:
                 asyncio.get_running_loop().call_later(rest, self._release, row.lane)
             else:
-                self._inflight.discard(row.lane)
+                self._release(row.lane)
 
     async def _attempt(self, row: OutboxEvent) -> None:
         attempts = row.attempts + 1
@@ -305,6 +316,7 @@ class DeliveryWorker:
 
     def _release(self, lane: str) -> None:
         self._inflight.discard(lane)
+        self._released.add(lane)
         self._wake.set()
 
     async def _post(self, row: OutboxEvent) -> tuple[int | None, str | None]:

@@ -11,7 +11,7 @@ from evolink.wa.store_port import OutgoingMessage, StateChanges, StoredMessage
 
 
 async def _instance(store: Store, name: str) -> str:
-    row = await store.create_instance(instance_id=f"id-{name}", name=name, token="t", integration="WHATSAPP-BAILEYS",
+    row = await store.create_instance(instance_id=f"id-{name}", name=name, token=f"t-{name}", integration="WHATSAPP-BAILEYS",
                                       number=None, client_name="c", settings={}, webhook=None)
     return row.id
 

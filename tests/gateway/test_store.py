@@ -44,7 +44,7 @@ async def test_instance_crud_and_unique_name(store: Store) -> None:
     assert row is not None and row.id == iid and row.connection_status == "close"
     assert row.created_at.tzinfo is not None
     with pytest.raises(NameInUse):
-        await _make(store)
+        await _make(store, token="TOK2")
     setting = await store.get_setting(iid)
     assert setting is not None and setting.reject_call is True and setting.msg_call == ""
     hook = await store.get_webhook(iid)

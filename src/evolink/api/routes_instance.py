@@ -13,7 +13,7 @@ from evolink.api.routes_proxy import create_proxy_spec, proxy_row, spec_values
 from evolink.api.schemas import InstanceCreateBody, PresenceBody, instance_row
 from evolink.gateway import CreateRequest, InstanceRuntime, InvalidNumber, NotConnected
 from evolink.gateway.runtime import PresenceError
-from evolink.store import NameInUse, SealError
+from evolink.store import NameInUse, SealError, TokenInUse
 from evolink.store.models import Instance
 
 router = APIRouter(prefix="/instance", tags=["instance"])
@@ -47,6 +47,8 @@ async def create_instance(body: InstanceCreateBody, ctx: GatewayContext = Depend
             settings=body.settings_columns(), webhook=webhook))
     except NameInUse:
         raise ApiError(403, f'This name "{body.instanceName}" is already in use.') from None
+    except TokenInUse:  # evolink: a token opens its instance, so two instances never share one
+        raise ApiError(403, "This token is already in use by another instance.") from None
     if proxy is not None:
         await ctx.store.upsert_proxy(row.id, spec_values(proxy))
 

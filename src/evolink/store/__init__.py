@@ -1,8 +1,20 @@
 """Persistence: SQLAlchemy 2 async models, Alembic migrations, the creds rows and the event outbox."""
 
 from evolink.store.db import Database, DatabaseError, normalise_postgres_url, open_database, sqlite_url
-from evolink.store.repo import NameInUse, OutboxItem, ProxyRecord, Store
+from evolink.store.repo import NameInUse, OutboxItem, ProxyRecord, Store, TokenInUse
 from evolink.store.sealing import CredsCipher, SealError
 
-__all__ = ["CredsCipher", "Database", "DatabaseError", "NameInUse", "OutboxItem", "ProxyRecord", "SealError",
-           "Store", "normalise_postgres_url", "open_database", "sqlite_url"]
+__all__ = [
+           "CredsCipher",
+           "Database",
+           "DatabaseError",
+           "NameInUse",
+           "OutboxItem",
+           "ProxyRecord",
+           "SealError",
+           "Store",
+           "TokenInUse",
+           "normalise_postgres_url",
+           "open_database",
+           "sqlite_url",
+]

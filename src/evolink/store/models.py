@@ -69,7 +69,7 @@ class Instance(Base):
     integration: Mapped[str] = mapped_column(String(100), nullable=False, default="WHATSAPP-BAILEYS")
     number: Mapped[str | None] = mapped_column(String(100))
     business_id: Mapped[str | None] = mapped_column(String(100))
-    token: Mapped[str] = mapped_column(String(255), nullable=False, index=True)
+    token: Mapped[str] = mapped_column(String(255), nullable=False, index=True, unique=True)
     client_name: Mapped[str | None] = mapped_column(String(100), index=True)
     disconnection_reason_code: Mapped[int | None] = mapped_column(Integer)
     disconnection_object: Mapped[str | None] = mapped_column(Text)

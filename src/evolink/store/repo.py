@@ -65,6 +65,13 @@ class NameInUse(Exception):
     """An instance with this name already exists."""
 
 
+class TokenInUse(Exception):
+    """Another instance (of any installation on this database) already has this token.
+
+    A token opens the instance it belongs to, so one token may never name two: the database keeps
+    ``instances.token`` unique (migration 0005)."""
+
+
 @dataclass(frozen=True, slots=True)
 class OutboxItem:
     lane: str
@@ -94,12 +101,19 @@ class Store:
                        client_name=client_name, connection_status="close", created_at=now, updated_at=now)
         try:
             async with self.db.sessions.begin() as s:
+                if (await s.execute(select(Instance.id).where(Instance.token == token))).first() is not None:
+                    raise TokenInUse()
                 s.add(row)
                 await s.flush()
                 s.add(Setting(instance_id=instance_id, created_at=now, updated_at=now, **_setting_values(settings)))
                 if webhook is not None:
                     s.add(Webhook(instance_id=instance_id, created_at=now, updated_at=now, **webhook))
         except IntegrityError as exc:
+            # a concurrent create won the race: say which unique column it took
+            async with self.db.sessions() as s:
+                taken = (await s.execute(select(Instance.id).where(Instance.token == token))).first()
+            if taken is not None:
+                raise TokenInUse() from exc
             raise NameInUse(name) from exc
         return row
 

@@ -103,3 +103,38 @@ async def test_hundred_each_way_in_order_none_lost(sandbox: Sandbox, make_engine
     assert [e.id for e in got] == sent
     assert not rec.of(UndecryptableEvent)
     await until(lambda: all(d["queued"] == 0 for d in sandbox.get_phone(PHONE)["devices"]))
+
+
+async def test_group_with_two_phones(sandbox: Sandbox, make_engine: EngineFactory) -> None:
+    carol = "15550003333"
+    engine, rec = await linked(sandbox, make_engine)
+    sandbox.create_phone(carol)
+    group = sandbox.create_group("trio", [PHONE, BOB, carol])
+    first = await engine.send_text(group["jid"], "g-0")
+    second = await engine.send_text(group["jid"], "g-1")
+    for phone in (BOB, carol):
+        await until(lambda p=phone: len(texts_at(sandbox, p, "g-")) == 2)  # type: ignore[misc]
+        got = texts_at(sandbox, phone, "g-")
+        assert [m["text"] for m in got] == ["g-0", "g-1"] and all(m["chat"] == group["jid"] for m in got)
+        assert all(m["error"] is None for m in sandbox.phone_received(phone))
+    # The sender key went out once per device (with the first message), then only the skmsg.
+    inbox = [m for m in sandbox.phone_messages(BOB) if m["tag"] == "message"]
+    assert [e["type"] for e in inbox[0]["enc"]] == ["pkmsg", "skmsg"]
+    assert [e["type"] for e in inbox[1]["enc"]] == ["skmsg"]
+
+    res = sandbox.phone_send(carol, group["jid"], "g-from-carol")
+    ev = await rec.wait(MessageEvent, lambda e: text_of(e) == "g-from-carol")
+    assert ev.id == res["id"] and ev.chat == group["jid"]
+    assert ev.sender.split("@")[0].split(":")[0] in (carol, sandbox.get_phone(carol)["lid"].split("@")[0])
+
+    # Every member reads every message.
+    for phone in (BOB, carol):
+        assert sandbox.phone_read(phone, [first.id, second.id]) == {"read": 2}
+    readers: set[tuple[str, str]] = set()
+    while len(readers) < 4:
+        r = await rec.wait(ReceiptEvent, lambda e: e.type is ReceiptType.READ)
+        readers |= {(i, r.sender.split("@")[0].split(":")[0]) for i in r.ids}
+    await engine.send_read_receipt(group["jid"], [ev.id], participant=ev.sender)
+    await until(lambda: any(m["tag"] == "receipt" and m.get("type") == "read" and m["id"] == ev.id
+                            for m in sandbox.phone_messages(carol)))
+    assert not rec.of(UndecryptableEvent)

@@ -17,6 +17,7 @@ from evolink.api.context import GatewayContext
 from evolink.api.cors import install_cors
 from evolink.api.errors import install_error_handlers
 from evolink.api.health import router as health_router
+from evolink.api.limits import MESSAGE_PREFIX, BodyLimitMiddleware, BodyLimits
 from evolink.api.metrics import router as metrics_router
 from evolink.api.routes_config import router as config_router
 from evolink.api.routes_events import router as events_router
@@ -182,6 +183,9 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
                   description="WhatsApp gateway, wire-compatible with Evolution API 2.3.7 (instance surface). "
                               "Authenticate with the `apikey` header.")
     install_error_handlers(app)
+    # added before CORS, so it runs inside it: a a 401/413 still carries the CORS headers a browser needs to read it
+    app.add_middleware(BodyLimitMiddleware, limits=BodyLimits(
+        settings.EVOLINK_MAX_BODY_BYTES, ((MESSAGE_PREFIX, settings.EVOLINK_MAX_MESSAGE_BODY_BYTES),)))
     install_cors(app, settings)
     app.include_router(config_router)
     app.include_router(server_router)

@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     WA_ROOT_PUBLIC_KEY: str | None = None  # hex; None = WhatsApp's production root
     CONNECT_WAIT_SECONDS: float = Field(10.0, gt=0, le=120)
     WA_RECONNECT_STABLE_SECONDS: float = Field(60.0, ge=0, le=3600)  # backoff resets after a link this stable
+    # request body limits (docs/security.md "Limits"): every route, and /message/* (base64 media)
+    EVOLINK_MAX_BODY_BYTES: int = Field(1024 * 1024, ge=1024)
+    EVOLINK_MAX_MESSAGE_BODY_BYTES: int = Field(32 * 1024 * 1024, ge=1024)
 
     # CORS and /verify-creds (Evolution's names and defaults; see docs/gateway.md "Browser apps")
     CORS_ORIGIN: Annotated[list[str], NoDecode] = ["*"]

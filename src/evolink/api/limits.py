@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from evolink.api.errors import envelope
+from evolink.gateway.inputs import lookup_name
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -123,7 +124,7 @@ async def gateway_pre_auth(scope: Scope, key: str) -> Refusal | None:
     if key and await ctx.store.list_instances(token=key):
         return None
     name = params.get("instanceName")
-    if isinstance(name, str) and await ctx.store.get_instance(name) is None:
+    if isinstance(name, str) and await ctx.store.get_instance(lookup_name(name)) is None:
         return 404, [f'The "{name}" instance does not exist']
     return 401, "Unauthorized"
 

@@ -18,7 +18,7 @@ from evolink.api.cors import install_cors
 from evolink.api.errors import install_error_handlers
 from evolink.api.health import router as health_router
 from evolink.api.limits import MESSAGE_PREFIX, BodyLimitMiddleware, BodyLimits
-from evolink.api.metrics import router as metrics_router
+from evolink.api.metrics import METRICS_VARIABLES, create_metrics_router
 from evolink.api.routes_config import router as config_router
 from evolink.api.routes_events import router as events_router
 from evolink.api.routes_instance import router as instance_router
@@ -194,7 +194,8 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
     app.include_router(proxy_router)
     app.include_router(instance_router)
     app.include_router(health_router)
-    app.include_router(metrics_router)
+    app.include_router(create_metrics_router({name: value for name in METRICS_VARIABLES
+                                              if (value := getattr(settings, name)) is not None}))
     if not settings.SERVER_DISABLE_MANAGER:
         routes_manager.install(app)
     return app

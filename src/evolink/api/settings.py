@@ -120,6 +120,13 @@ class Settings(BaseSettings):
     PROXY_USERNAME: str | None = None
     PROXY_PASSWORD: str | None = None
 
+    # /metrics access (Evolution's names; api/metrics.py, docs/security.md): read here so `.env` applies too
+    PROMETHEUS_METRICS: str | None = None
+    METRICS_AUTH_REQUIRED: str | None = None
+    METRICS_USER: str | None = None
+    METRICS_PASSWORD: str | None = None
+    METRICS_ALLOWED_IPS: str | None = None
+
     # Per-event global flags, filled from WEBHOOK_EVENTS_<KEY> (not declared one by one).
     webhook_events: dict[str, bool] = Field(default_factory=dict, exclude=True)
 
@@ -195,7 +202,7 @@ def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Set
         name = str(err["loc"][0]) if err.get("loc") else "configuration"
         value = err.get("input")
         shown = "" if name in ("AUTHENTICATION_API_KEY", "EVOLINK_SECRET_KEY", "PROXY_PASSWORD",
-                                "FACEBOOK_USER_TOKEN") else f" (got {value!r})"
+                                "FACEBOOK_USER_TOKEN", "METRICS_PASSWORD") else f" (got {value!r})"
         raise ConfigError(f"{name}: {err['msg']}{shown}") from None
     env = _env_with_dotenv(env_file)
     settings.webhook_events = _read_event_flags(env) | dict(overrides.get("webhook_events") or {})

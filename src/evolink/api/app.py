@@ -134,7 +134,8 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
             routes_manager.attach(app, publisher)
         worker = DeliveryWorker(store, retry_policy(settings), publisher.wake,
                                 timeout=settings.WEBHOOK_REQUEST_TIMEOUT_MS / 1000, client=http_client,
-                                clock=the_clock)
+                                clock=the_clock, retention=settings.EVOLINK_OUTBOX_DELIVERED_RETENTION_SECONDS,
+                                failed_retention=settings.EVOLINK_OUTBOX_FAILED_RETENTION_SECONDS)
         manager = InstanceManager(
             store=store, publisher=publisher, clock=the_clock,
             engine_factory=engine_factory or default_engine_factory(settings),

@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     # request body limits (docs/security.md "Limits"): every route, and /message/* (base64 media)
     EVOLINK_MAX_BODY_BYTES: int = Field(1024 * 1024, ge=1024)
     EVOLINK_MAX_MESSAGE_BODY_BYTES: int = Field(32 * 1024 * 1024, ge=1024)
+    # finished outbox rows are purged after these many seconds (docs/security.md "Outbox")
+    EVOLINK_OUTBOX_DELIVERED_RETENTION_SECONDS: float = Field(3600.0, ge=0)
+    EVOLINK_OUTBOX_FAILED_RETENTION_SECONDS: float = Field(604800.0, ge=0)
 
     # CORS and /verify-creds (Evolution's names and defaults; see docs/gateway.md "Browser apps")
     CORS_ORIGIN: Annotated[list[str], NoDecode] = ["*"]

@@ -3,9 +3,9 @@
 A `Store` built with ``client_name`` (the gateway's DATABASE_CONNECTION_CLIENT_NAME) sees only that
 installation's instances and outbox rows: lookups by name, token, id or number, listings, and the
 webhook worker's queue are all scoped, so installations sharing one database cannot read,
-reconfigure, connect or delete each other's instances. Instance names stay unique across the whole
-database (a name another installation uses answers "already in use"). Without ``client_name``
-(tools, tests) nothing is filtered.
+reconfigure, connect or delete each other's instances. Instance names are unique per installation
+(revision 0006), tokens across the database. Without ``client_name`` (tools, tests) nothing is
+filtered.
 """
 
 from __future__ import annotations

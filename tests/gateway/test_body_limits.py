@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from fastapi import Request
 from gw_fakes import FakeHub
 from gw_helpers import GLOBAL_KEY, create_instance, make_settings, running_gateway
 
@@ -157,3 +158,22 @@ async def test_bodies_under_the_limit_and_guard_order_are_unchanged(tmp_path: Pa
     ("/messages/x", DEFAULT_MAX_BODY), ("/webhook/set/message", DEFAULT_MAX_BODY)])
 def test_limit_per_path_prefix(path: str, limit: int) -> None:
     assert BodyLimits().for_path(path) == limit
+
+
+async def test_message_routes_take_media_sized_bodies_and_refusals_carry_cors(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, EVOLINK_MAX_MESSAGE_BODY_BYTES=4 * 1024 * 1024)
+    async with running_gateway(settings, engine_factory=FakeHub().factory) as (client, app):
+        async def echo(instanceName: str, request: Request) -> dict[str, int]:
+            return {"bytes": len(await request.body())}
+
+        app.router.add_api_route("/message/sendMedia/{instanceName}", echo, methods=["POST"])  # as msgapi's routes
+        two_mib = b"x" * (2 * 1024 * 1024)
+        ok = await client.post("/message/sendMedia/a", content=two_mib)
+        assert ok.status_code == 200 and ok.json() == {"bytes": len(two_mib)}
+        assert (await client.post("/instance/create", content=two_mib)).status_code == 413  # 1 MiB elsewhere
+        big = await client.post("/message/sendMedia/a", content=two_mib * 3)
+        assert big.status_code == 413
+        assert big.json()["response"]["message"] == [f"Request body larger than {4 * 1024 * 1024} bytes"]
+        # a browser reads the refusal: it carries the CORS headers
+        refused = await client.post("/instance/create", content=b"{}", headers={"apikey": "", "origin": "https://app"})
+        assert refused.status_code == 401 and refused.headers["access-control-allow-origin"] == "*"

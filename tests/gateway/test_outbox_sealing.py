@@ -168,3 +168,18 @@ async def test_plaintext_rows_of_an_older_install_are_sealed_at_start(tmp_path: 
         await db.dispose()
 
 
+
+
+async def test_upgrade_delivers_the_plaintext_rows_an_older_version_left(tmp_path: Path, receiver: Receiver) -> None:
+    settings = make_settings(tmp_path)
+    settings.EVOLINK_DATA_DIR.mkdir(parents=True)
+    db = open_database(sqlite_url(settings.EVOLINK_DATA_DIR))
+    try:
+        await db.migrate()
+        await Store(db, CredsCipher(None), client_name=CLIENT).enqueue([_item(receiver.url + "/legacy")])
+    finally:
+        await db.dispose()
+    async with running_gateway(settings, engine_factory=FakeHub().factory):
+        await receiver.wait_for(lambda: any(r.path == "/legacy" for r in receiver.received))
+    (got,) = [r for r in receiver.received if r.path == "/legacy"]
+    assert got.body["data"]["qrcode"]["code"] == SECRET_QR and got.headers["x-token"] == "HEADER-SECRET"

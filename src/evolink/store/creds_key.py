@@ -89,7 +89,11 @@ async def _reseal_outbox(s: AsyncSession, old: CredsCipher, new: CredsCipher, cl
     """Seal (or re-seal) this installation's outbox rows, in the caller's transaction. A sealed row that
     does not open with ``old`` is left as it is (the worker marks it failed with the reason): a stale
     row never blocks a rotation, and nothing is overwritten."""
-    q = select(OutboxEvent).where(OutboxEvent.client_name == client_name).with_for_update()
+    q = select(OutboxEvent).where(OutboxEvent.client_name == client_name)
+    if not plaintext_only:
+        # A rotation rewrites every row: lock them. Sealing legacy plaintext rows at start needs no lock:
+        # only payload/headers are written, so a concurrent status update of the same row is kept.
+        q = q.with_for_update()
     changed = skipped = 0
     for row in (await s.execute(q)).scalars():
         if plaintext_only and is_sealed(row.payload):

@@ -189,3 +189,43 @@ async def test_group_engine_baileys_and_phone_everyone_reads(sandbox: Sandbox, m
         return {names.get(user_of(m.get("participant") or m["from"]), "?") for m in sandbox.phone_messages(CAROL)
                 if m["tag"] == "receipt" and m.get("type") == "read" and m["id"] == c_id}
     await until(lambda: {"engine", "alice"} <= carol_read_by())
+
+
+async def test_lost_sessions_heal_through_retry_receipts_both_ways(sandbox: Sandbox, make_engine: EngineFactory,
+                                                                   drivers: Start, tmp_path: Path) -> None:
+    engine, rec, drv = await both(sandbox, make_engine, drivers, tmp_path)
+    alice = f"{ALICE}@s.whatsapp.net"
+    await engine.send_text(alice, "open e->b")
+    await baileys_texts(drv, 1, "open e->b")
+    await drv.command("send", to=f"{PHONE}@s.whatsapp.net", text="open b->e", tag="o")
+    await rec.wait(MessageEvent, lambda e: text_of(e) == "open b->e", within=20)
+
+    # The engine loses every Signal session: Baileys' next message (a plain msg) cannot decrypt.
+    store: Any = engine.messaging.store
+    store.sessions.clear()
+    await drv.command("send", to=f"{PHONE}@s.whatsapp.net", text="after engine loss", tag="l1")
+    lost = (await drv.expect("sent", tag="l1"))["id"]
+    failed = await rec.wait(UndecryptableEvent, lambda e: e.id == lost, within=20)
+    assert failed.retry_count == 1
+    # Baileys answers the retry receipt with a fresh pre-key message; it decrypts.
+    healed = await rec.wait(MessageEvent, lambda e: e.id == lost, within=20)
+    assert text_of(healed) == "after engine loss"
+
+    # Baileys loses its sessions with the engine's devices (the multi-file auth state on disk).
+    engine_users = {PHONE, sandbox.get_phone(PHONE)["lid"].split("@")[0]}
+    gone = [f for f in (tmp_path / "alice").glob("session-*.json")
+            if f.name.removeprefix("session-").split("_")[0].split(".")[0] in engine_users]
+    assert gone
+    for f in gone:
+        f.unlink()
+    sent = await engine.send_text(alice, "after baileys loss")
+    got = (await baileys_texts(drv, 1, "after baileys loss", within=30))[0]
+    assert got["id"] == sent.id
+    # It took Baileys' retry receipt and the engine's resend (the event follows the resend).
+    await rec.wait(ReceiptEvent, lambda e: e.type is ReceiptType.RETRY and sent.id in e.ids, within=20)
+
+    # Both directions keep working on the new sessions.
+    await engine.send_text(alice, "then e->b")
+    await baileys_texts(drv, 1, "then e->b")
+    await drv.command("send", to=f"{PHONE}@s.whatsapp.net", text="then b->e", tag="t")
+    await rec.wait(MessageEvent, lambda e: text_of(e) == "then b->e", within=20)

@@ -17,9 +17,11 @@
 // Messaging (stdin, one JSON command per line, on the open socket):
 //   {"cmd":"send","to":JID,"text":T,"tag":X}     -> {"event":"sent","tag":X,"id":<message id>}
 //   {"cmd":"read","keys":[{remoteJid,id,participant?}]} -> {"event":"read_sent","n":N}
+//   {"cmd":"react","to":JID,"text":EMOJI,"key":{remoteJid,id,fromMe,participant?},"tag":X} -> "sent"
 //   {"cmd":"group","jid":G,"tag":X}              -> {"event":"group","tag":X,"metadata":{...}}
 //   {"cmd":"end"}                                -> closes the socket without logging out
 // Incoming: {"event":"message","id","remoteJid","participant","fromMe","text","upsert":"notify|append"},
+// {"event":"reaction","id","remoteJid","text","targetId","targetFromMe"},
 // {"event":"offline","count":N} (end of the server's offline backlog), {"event":"undecryptable",...}, {"event":"status","id","remoteJid","status"} (messages.update),
 // {"event":"receipt","id","remoteJid","userJid","readTimestamp","receiptTimestamp"} (groups).
 import https from 'node:https';
@@ -92,6 +94,9 @@ async function runCommand(line) {
       if (sentMessages.size > 5000) sentMessages.delete(sentMessages.keys().next().value);
       const sent = await current.sendMessage(cmd.to, { text: cmd.text }, { messageId });
       emit('sent', { tag: cmd.tag ?? null, id: sent?.key?.id ?? null, to: cmd.to });
+    } else if (cmd.cmd === 'react') {
+      const sent = await current.sendMessage(cmd.to, { react: { text: cmd.text, key: cmd.key } });
+      emit('sent', { tag: cmd.tag ?? null, id: sent?.key?.id ?? null, to: cmd.to });
     } else if (cmd.cmd === 'read') {
       await current.readMessages(cmd.keys);
       emit('read_sent', { n: cmd.keys.length, tag: cmd.tag ?? null });
@@ -147,6 +152,9 @@ async function startSocket() {
                      fromMe: !!msg.key.fromMe, upsert: type, t: Number(msg.messageTimestamp ?? 0) };
       if (msg.messageStubType === 2 /* CIPHERTEXT */) {
         emit('undecryptable', { ...base, why: msg.messageStubParameters ?? null });
+      } else if (msg.message?.reactionMessage) {
+        const r = msg.message.reactionMessage;
+        emit('reaction', { ...base, text: r.text ?? '', targetId: r.key?.id ?? null, targetFromMe: !!r.key?.fromMe });
       } else if (textOf(msg.message) !== null) {
         emit('message', { ...base, text: textOf(msg.message) });
       }

@@ -229,3 +229,40 @@ async def test_lost_sessions_heal_through_retry_receipts_both_ways(sandbox: Sand
     await baileys_texts(drv, 1, "then e->b")
     await drv.command("send", to=f"{PHONE}@s.whatsapp.net", text="then b->e", tag="t")
     await rec.wait(MessageEvent, lambda e: text_of(e) == "then b->e", within=20)
+
+
+async def test_reactions_contact_lookup_and_group_create_with_baileys(sandbox: Sandbox, make_engine: EngineFactory,
+                                                                      drivers: Start, tmp_path: Path) -> None:
+    from evolink.wa.groups import create_group
+    from evolink.wa.onwhatsapp import on_whatsapp
+    from evolink.wa.reactions import send_reaction
+
+    engine, rec, drv = await both(sandbox, make_engine, drivers, tmp_path)
+    [found] = await on_whatsapp(engine, [ALICE])
+    assert found.exists and found.lid == sandbox.get_phone(ALICE)["lid"]
+    alice = f"{ALICE}@s.whatsapp.net"
+    await drv.command("send", to=f"{PHONE}@s.whatsapp.net", text="react to this", tag="r0")
+    ev = await rec.wait(MessageEvent, lambda e: text_of(e) == "react to this", within=20)
+    await send_reaction(engine, ev.chat, ev.id, "🎉")
+    got = await drv.expect("reaction", within=20)
+    assert got["targetId"] == ev.id and got["text"] == "🎉" and got["targetFromMe"] is True
+    # Baileys reacts to the engine's message: a MessageEvent carrying reactionMessage.
+    mine = await engine.send_text(alice, "react to mine")
+    at_alice = (await baileys_texts(drv, 1, "react to mine"))[0]
+    await drv.command("react", to=at_alice["remoteJid"], text="❤️", tag="rx",
+                      key={"remoteJid": at_alice["remoteJid"], "id": mine.id, "fromMe": False})
+    reaction = await rec.wait(MessageEvent, lambda e: e.message.HasField("reactionMessage"), within=20)
+    assert reaction.message.reactionMessage.key.id == mine.id and reaction.message.reactionMessage.text == "❤️"
+
+    # A group the engine creates: Baileys sees it and both write to it.
+    info = await create_group(engine, "evolink made this", [alice, f"{CAROL}@s.whatsapp.net"])
+    await drv.command("group", jid=info.jid, tag="meta")
+    meta = (await drv.expect("group", tag="meta"))["metadata"]
+    assert meta["subject"] == "evolink made this" and len(meta["participants"]) == 3
+    sent = await engine.send_text(info.jid, "welcome")
+    welcome = (await baileys_texts(drv, 1, "welcome"))[0]
+    assert welcome["id"] == sent.id and welcome["remoteJid"] == info.jid
+    await drv.command("send", to=info.jid, text="thanks", tag="th")
+    back = await rec.wait(MessageEvent, lambda e: text_of(e) == "thanks", within=20)
+    assert back.chat == info.jid
+    assert not rec.of(UndecryptableEvent) and not drv.seen("undecryptable")

@@ -138,3 +138,31 @@ async def test_group_with_two_phones(sandbox: Sandbox, make_engine: EngineFactor
     await until(lambda: any(m["tag"] == "receipt" and m.get("type") == "read" and m["id"] == ev.id
                             for m in sandbox.phone_messages(carol)))
     assert not rec.of(UndecryptableEvent)
+
+
+async def test_crossing_first_messages_then_both_ways_at_once(sandbox: Sandbox, make_engine: EngineFactory) -> None:
+    """Both sides open a session at the same moment (two pkmsgs cross), then 50 each way interleaved."""
+    engine, rec = await linked(sandbox, make_engine)
+    bob_jid, me = f"{BOB}@s.whatsapp.net", f"{PHONE}@s.whatsapp.net"
+    phone_first = sandbox.phone_send(BOB, me, "x-phone-first")["id"]
+    engine_first = await engine.send_text(bob_jid, "x-engine-first")
+    await rec.wait(MessageEvent, lambda e: e.id == phone_first)
+    await until(lambda: any(m["id"] == engine_first.id for m in sandbox.phone_received(BOB)))
+
+    async def engine_side() -> list[str]:
+        return [(await engine.send_text(bob_jid, f"xe-{i:02}")).id for i in range(50)]
+
+    async def phone_side() -> list[str]:
+        out = []
+        for i in range(50):
+            out.append(sandbox.phone_send(BOB, me, f"xp-{i:02}")["id"])
+            await asyncio.sleep(0)  # let the engine's sends interleave with the phone's
+        return out
+
+    e_ids, p_ids = await asyncio.gather(engine_side(), phone_side())
+    got = [await rec.wait(MessageEvent, lambda e: text_of(e).startswith("xp-"), within=20) for _ in range(50)]
+    assert [e.id for e in got] == p_ids
+    await until(lambda: len(texts_at(sandbox, BOB, "xe-")) == 50)
+    assert [m["id"] for m in texts_at(sandbox, BOB, "xe-")] == e_ids
+    assert not rec.of(UndecryptableEvent)
+    assert all(m["error"] is None for m in sandbox.phone_received(BOB))

@@ -1,5 +1,5 @@
 """Acceptance: the engine process is SIGKILLed at random points while 200 messages arrive from a
-phone (issue 9). After the last restart every message is in the SQL store exactly once, and the
+phone, one in three to a group (issue 9). After the last restart every message is in the SQL store exactly once, and the
 next message in each direction decrypts (no session was corrupted).
 
 The engine runs in ``msg_runner.py`` (its own process, SqlCredsStore + SqlMessageStore on SQLite);
@@ -127,7 +127,13 @@ async def test_sigkill_at_random_points_while_200_messages_arrive(sandbox: Sandb
     await first.kill()
 
     me = f"{PHONE}@s.whatsapp.net"
+    group = sandbox.create_group("kills", [BOB, PHONE])["jid"]
     sent: list[str] = []
+
+    def phone_sends(text: str) -> None:
+        """Every third message goes to the group (sender-key state must survive the kills too)."""
+        sent.append(sandbox.phone_send(BOB, group if len(sent) % 3 == 2 else me, text)["id"])
+
     kills = {"startup": 0, "streaming": 0}
     in_flight: list[int] = []  # messages sent but not yet stored when a streaming kill was sent
 
@@ -139,7 +145,7 @@ async def test_sigkill_at_random_points_while_200_messages_arrive(sandbox: Sandb
         # Some messages wait in the offline queue, so a login also starts with a burst.
         for _ in range(rng.randint(0, 2)):
             if len(sent) < MESSAGES:
-                sent.append(sandbox.phone_send(BOB, me, f"k-{len(sent):03}")["id"])
+                phone_sends(f"k-{len(sent):03}")
         if trial % 4 == 3:  # a kill during start-up, handshake or login
             await asyncio.sleep(rng.uniform(0.0, 1.5))
             kills["startup"] += 1
@@ -147,7 +153,7 @@ async def test_sigkill_at_random_points_while_200_messages_arrive(sandbox: Sandb
             await r.expect("open")
             batch = [f"k-{len(sent) + i:03}" for i in range(min(per_trial, MESSAGES - len(sent)))]
             for text in batch:
-                sent.append(sandbox.phone_send(BOB, me, text)["id"])
+                phone_sends(text)
             # Kill after a random number of the messages not yet stored (this batch and any backlog).
             target = rng.randint(0, len(sent) - stored_total())
             with contextlib.suppress(TimeoutError):
@@ -157,19 +163,23 @@ async def test_sigkill_at_random_points_while_200_messages_arrive(sandbox: Sandb
             in_flight.append(len(sent) - stored_total())
         await r.kill()
     while len(sent) < MESSAGES:
-        sent.append(sandbox.phone_send(BOB, me, f"k-{len(sent):03}")["id"])
+        phone_sends(f"k-{len(sent):03}")
 
     # The last start: every queued message arrives, and nothing is left queued for the device.
     last = await spawn()
     await last.expect("open")
     await until(lambda: all(d["queued"] == 0 for d in sandbox.get_phone(PHONE)["devices"]), within=60)
-    # The next message each way decrypts: the phone to the engine, then the engine to the phone.
+    # The next message each way decrypts: the phone to the engine (1:1 and group), then the engine
+    # to the phone.
     after = sandbox.phone_send(BOB, me, "after-kills")["id"]
-    await last.wait_for(lambda: any(e["id"] == after for e in last.seen("message")))
-    await last.command(cmd="send", to=f"{BOB}@s.whatsapp.net", text="engine survived")
-    await last.wait_for(lambda: bool(last.seen("sent") or last.seen("send_failed")))
-    assert last.seen("sent"), last.seen("send_failed")
-    await until(lambda: any(m["text"] == "engine survived" for m in sandbox.phone_received(BOB)))
+    after_group = sandbox.phone_send(BOB, group, "after-kills in the group")["id"]
+    await last.wait_for(lambda: {after, after_group} <= {e["id"] for e in last.seen("message")})
+    for to in (f"{BOB}@s.whatsapp.net", group):
+        await last.command(cmd="send", to=to, text=f"engine survived {to}")
+    await last.wait_for(lambda: len(last.seen("sent") + last.seen("send_failed")) == 2)
+    assert len(last.seen("sent")) == 2, last.seen("send_failed")
+    await until(lambda: {m["text"] for m in sandbox.phone_received(BOB)} >= {
+        f"engine survived {BOB}@s.whatsapp.net", f"engine survived {group}"})
     assert all(m["error"] is None for m in sandbox.phone_received(BOB))
     await last.kill()
 
@@ -180,6 +190,6 @@ async def test_sigkill_at_random_points_while_200_messages_arrive(sandbox: Sandb
     finally:
         await database.dispose()
     assert len(stored) == len(set(stored)), f"seed {seed}"
-    assert set(stored) == {*sent, after}, f"seed {seed}: missing {len(set(sent) - set(stored))}"
+    assert set(stored) == {*sent, after, after_group}, f"seed {seed}: missing {len(set(sent) - set(stored))}"
     assert kills["startup"] >= 5 and kills["streaming"] >= 15
     print(f"sigkill: seed={seed} kills={kills} in_flight_at_kill={in_flight}")

@@ -266,3 +266,32 @@ async def test_reactions_contact_lookup_and_group_create_with_baileys(sandbox: S
     back = await rec.wait(MessageEvent, lambda e: text_of(e) == "thanks", within=20)
     assert back.chat == info.jid
     assert not rec.of(UndecryptableEvent) and not drv.seen("undecryptable")
+
+
+async def test_lid_addressing_both_ways(sandbox: Sandbox, make_engine: EngineFactory, drivers: Start,
+                                        tmp_path: Path) -> None:
+    """Texts addressed by LID (first contact by LID, then PN and LID mixed) decrypt on both sides."""
+    engine, rec, drv = await both(sandbox, make_engine, drivers, tmp_path)
+    alice_lid, engine_lid = sandbox.get_phone(ALICE)["lid"], sandbox.get_phone(PHONE)["lid"]
+    first = await engine.send_text(alice_lid, "by lid first")
+    got = (await baileys_texts(drv, 1, "by lid first"))[0]
+    assert got["id"] == first.id
+    await drv.command("send", to=engine_lid, text="lid back", tag="l0")
+    ev = await rec.wait(MessageEvent, lambda e: text_of(e) == "lid back", within=20)
+    assert ev.sender_lid is not None and ev.sender_lid.split("@")[0].split(":")[0] == alice_lid.split("@")[0]
+    # Mixed: PN then LID again, each way; one session per device whatever the namespace.
+    for i, to in enumerate((f"{ALICE}@s.whatsapp.net", alice_lid)):
+        sent = await engine.send_text(to, f"mixed-e{i}")
+        assert (await baileys_texts(drv, 1, f"mixed-e{i}"))[0]["id"] == sent.id
+    for i, to in enumerate((f"{PHONE}@s.whatsapp.net", engine_lid)):
+        await drv.command("send", to=to, text=f"mixed-b{i}", tag=f"m{i}")
+        await rec.wait(MessageEvent, lambda e, i=i: text_of(e) == f"mixed-b{i}", within=20)  # type: ignore[misc]
+    assert not rec.of(UndecryptableEvent) and not drv.seen("undecryptable")
+    # The phones' copies (deviceSentMessage) decrypted too.
+    await until(lambda: {m["text"] for m in sandbox.phone_received(PHONE) if m["from_me"]} >= {
+        "by lid first", "mixed-e0", "mixed-e1"})
+    assert all(m["error"] is None for p in (PHONE, ALICE) for m in sandbox.phone_received(p))
+    # Sessions live under the LID address only (Baileys 7's rule): none under Alice's PN.
+    sessions = set(engine.messaging.store.sessions)  # type: ignore[attr-defined]
+    assert not any(a.startswith(f"{ALICE}.") for a in sessions)
+    assert any(a.startswith(f"{alice_lid.split('@')[0]}_1.") for a in sessions)

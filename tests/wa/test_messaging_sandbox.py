@@ -166,3 +166,31 @@ async def test_crossing_first_messages_then_both_ways_at_once(sandbox: Sandbox, 
     assert [m["id"] for m in texts_at(sandbox, BOB, "xe-")] == e_ids
     assert not rec.of(UndecryptableEvent)
     assert all(m["error"] is None for m in sandbox.phone_received(BOB))
+
+
+async def test_low_prekey_notification_refills_and_the_new_keys_work(sandbox: Sandbox,
+                                                                     make_engine: EngineFactory) -> None:
+    """The server runs low on our one-time pre-keys: its encrypt notification makes the engine upload
+    a batch, and a new contact's first message decrypts with one of the new keys."""
+    engine, rec = await linked(sandbox, make_engine)
+    device = sandbox.get_phone(PHONE)["devices"][0]["device"]
+    while sandbox.get_phone(PHONE)["devices"][0]["prekeys_left"] > 5:
+        sandbox.routing.pop_prekey(PHONE, device)  # others' sessions took them (no notification yet)
+    creds = engine.creds
+    assert creds is not None
+    before = creds.next_pre_key_id
+    # The phone's first message to us takes a key and leaves 4: the server notifies, we refill.
+    first = sandbox.phone_send(BOB, f"{PHONE}@s.whatsapp.net", "you are running low")["id"]
+    await rec.wait(MessageEvent, lambda e: e.id == first)
+    await until(lambda: sandbox.get_phone(PHONE)["devices"][0]["prekeys_left"] >= 50)
+    assert creds.next_pre_key_id == before + 50
+    # Drain the old keys: the next contacts' pkmsgs use keys from the new batch, and decrypt.
+    while sandbox.get_phone(PHONE)["devices"][0]["prekeys_left"] > 50:
+        sandbox.routing.pop_prekey(PHONE, device)
+    carol = "15550003333"
+    sandbox.create_phone(carol)
+    mid = sandbox.phone_send(carol, f"{PHONE}@s.whatsapp.net", "new key")["id"]
+    ev = await rec.wait(MessageEvent, lambda e: e.id == mid)
+    assert text_of(ev) == "new key" and not rec.of(UndecryptableEvent)
+    assert min(engine.messaging.store.consumed_pre_keys) < before <= max(  # type: ignore[attr-defined]
+        engine.messaging.store.consumed_pre_keys)  # type: ignore[attr-defined]

@@ -101,3 +101,47 @@ async def test_send_and_receive_with_pyevolutionapi(tmp_path: Path, sandbox: San
         out = await asyncio.to_thread(client.chat.mark_as_read, "acc",
                                       [{"remoteJid": BOB_JID, "fromMe": False, "id": answer["id"]}])
         assert out == {"message": "Read messages", "read": "success"}
+
+
+async def test_group_with_two_instances_and_a_phone(tmp_path: Path, sandbox: Sandbox, receiver: Receiver) -> None:
+    from gw_helpers import running_gateway
+
+    phone2 = "15550003333"
+    sandbox.create_phone(phone2)
+    group = sandbox.create_group("evolink trio", [PHONE, phone2, BOB])
+    gjid = group["jid"]
+    async with running_gateway(gw_settings(tmp_path, sandbox), engine_factory=fast_engines(sandbox)) as (client, _):
+        for name, phone in (("g1", PHONE), ("g2", phone2)):
+            resp = await client.post("/instance/create", json={"instanceName": name, "integration": "WHATSAPP-BAILEYS",
+                                                                "webhook": {"url": receiver.url, "enabled": True}})
+            assert resp.status_code == 201
+            code = (await client.get(f"/instance/connect/{name}")).json()["code"]
+            await sandbox.scan(phone, code)
+            await receiver.wait_for(lambda n=name: _opened(receiver, n), 20)
+
+        sent = await client.post("/message/sendText/g1", json={"number": gjid, "text": "hello group"})
+        assert sent.status_code == 201, sent.text
+        mid = sent.json()["key"]["id"]
+        assert sent.json()["key"]["remoteJid"] == gjid
+        await until(lambda: any(m["id"] == mid for m in sandbox.phone_received(BOB)))
+        assert next(m for m in sandbox.phone_received(BOB) if m["id"] == mid)["text"] == "hello group"
+
+        def upsert(instance: str, msg_id: str) -> dict[str, Any] | None:
+            return next((e["data"] for e in receiver.events("messages.upsert")
+                         if e["instance"] == instance and e["data"]["key"]["id"] == msg_id), None)
+
+        await receiver.wait_for(lambda: upsert("g2", mid) is not None, 15)  # the second instance got it
+        seen = upsert("g2", mid)
+        assert seen is not None and seen["key"]["remoteJid"] == gjid and seen["key"]["fromMe"] is False
+        assert seen["key"]["participant"] in (f"{PHONE}@s.whatsapp.net", group["members"][0]["lid"])
+        assert seen["message"]["conversation"] == "hello group" and seen["pushName"] == "Phone 1111"
+
+        answer = sandbox.phone_send(BOB, gjid, "hello both")
+        await receiver.wait_for(lambda: upsert("g1", answer["id"]) is not None
+                                and upsert("g2", answer["id"]) is not None, 15)
+        for inst in ("g1", "g2"):
+            data = upsert(inst, answer["id"])
+            assert data is not None and data["message"]["conversation"] == "hello both"
+            assert data["key"]["remoteJid"] == gjid and data["pushName"] == "Phone 2222"
+        found = (await client.post("/chat/findMessages/g1", json={"where": {"key": {"remoteJid": gjid}}})).json()
+        assert {r["key"]["id"] for r in found["messages"]["records"]} == {mid, answer["id"]}

@@ -469,3 +469,23 @@ async def test_a_send_in_flight_is_not_a_crash_leftover(tmp_path: Path, receiver
         assert (await send).status_code == 201
         assert await resender == 0
         assert len(hub.latest("a").sent) == 1
+
+
+async def test_status_never_goes_back(tmp_path: Path, receiver: Receiver) -> None:
+    """A delivery receipt handled before the send's own server ack: the late SERVER_ACK is dropped."""
+    async with linked(tmp_path, receiver) as (client, app, hub):
+        hub.send_gate = asyncio.Event()
+        send = asyncio.create_task(client.post("/message/sendText/a", json={"number": BOB, "text": "fast phone"}))
+        engine = hub.latest("a")
+        rt = runtime(app, "a")
+        assert rt.sender is not None
+        await asyncio.wait_for(_until(lambda: bool(rt.sender and rt.sender._inflight)), 5)
+        mid = next(iter(rt.sender._inflight))
+        engine.receipt(ReceiptType.DELIVERED, BOB_JID, [mid])
+        await rt.settle()
+        hub.send_gate.set()
+        assert (await send).status_code == 201
+        await receiver.wait_for(lambda: bool(receiver.events("send.message")))
+        assert [e["data"]["status"] for e in receiver.events("messages.update")] == ["DELIVERY_ACK"]
+        rec = (await find(client, where={"key": {"id": mid}}))["messages"]["records"][0]
+        assert rec["MessageUpdate"] == [{"status": "DELIVERY_ACK"}]

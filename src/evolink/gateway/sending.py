@@ -175,10 +175,10 @@ class InstanceSender:
         for chat, ids in by_chat.items():
             try:
                 await engine.send_read_receipt(chat, ids)
-            except NotConnected:
-                raise SendRefused(500, "Read messages fail", CONNECTION_CLOSED) from None
+            except NotConnected:  # Evolution: 500 ["Read messages fail", …]; a closed socket is no 500 here
+                raise SendRefused(400, "Read messages fail", CONNECTION_CLOSED) from None
             except Exception as exc:
-                raise SendRefused(500, "Read messages fail", f"Error: {exc}") from None
+                raise SendRefused(400, "Read messages fail", f"Error: {exc}") from None
 
     # ------------------------------------------------------------------ the send itself
 

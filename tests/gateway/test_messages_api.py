@@ -489,3 +489,28 @@ async def test_status_never_goes_back(tmp_path: Path, receiver: Receiver) -> Non
         assert [e["data"]["status"] for e in receiver.events("messages.update")] == ["DELIVERY_ACK"]
         rec = (await find(client, where={"key": {"id": mid}}))["messages"]["records"][0]
         assert rec["MessageUpdate"] == [{"status": "DELIVERY_ACK"}]
+
+
+async def test_reject_call_and_msg_call(tmp_path: Path, receiver: Receiver) -> None:
+    async with linked(tmp_path, receiver) as (client, app, hub):
+        engine = hub.latest("a")
+        engine.call("CALL1", BOB_JID)  # settings off: only the CALL event
+        await runtime(app, "a").settle()
+        await receiver.wait_for(lambda: bool(receiver.events("call")))
+        assert engine.rejected == [] and engine.sent == []
+        first = receiver.events("call")[0]["data"]
+        assert first == {"chatId": BOB_JID, "from": BOB_JID, "id": "CALL1", "date": "2023-11-14T22:18:20.000Z",
+                         "offline": False, "status": "offer", "isVideo": False, "isGroup": False}
+        resp = await client.post("/settings/set/a", json={
+            "rejectCall": True, "msgCall": "I cannot take calls", "groupsIgnore": False, "alwaysOnline": False,
+            "readMessages": False, "readStatus": False, "syncFullHistory": False})
+        assert resp.status_code == 201, resp.text
+        engine.call("CALL2", BOB_JID)
+        engine.call("CALL2", BOB_JID, status="terminate")  # only offers are acted on
+        await runtime(app, "a").settle()
+        await receiver.wait_for(lambda: len(receiver.events("call")) == 3 and bool(receiver.events("messages.upsert")))
+        assert engine.rejected == [("CALL2", BOB_JID)]
+        assert [(s.to, s.message.conversation) for s in engine.sent] == [(BOB_JID, "I cannot take calls")]
+        up = receiver.events("messages.upsert")[0]["data"]
+        assert up["key"]["fromMe"] is True and up["message"]["conversation"] == "I cannot take calls"
+        assert not receiver.events("send.message")  # Evolution: msgCall is no SEND_MESSAGE

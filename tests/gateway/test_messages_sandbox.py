@@ -98,6 +98,14 @@ async def test_send_and_receive_with_pyevolutionapi(tmp_path: Path, sandbox: San
         mine = next(r for r in records if r["key"]["id"] == mid)
         assert "READ" in [u["status"] for u in mine["MessageUpdate"]]
 
+        # our own phone writes to Bob: the linked instance gets its copy as MESSAGES_UPSERT fromMe (Evolution)
+        own = sandbox.phone_send(PHONE, BOB_JID, "from my phone")
+        await receiver.wait_for(lambda: any(e["data"]["key"]["id"] == own["id"]
+                                            for e in receiver.events("messages.upsert")), 15)
+        mine_up = next(e["data"] for e in receiver.events("messages.upsert") if e["data"]["key"]["id"] == own["id"])
+        assert mine_up["key"]["fromMe"] is True and mine_up["key"]["remoteJid"] == BOB_JID
+        assert mine_up["status"] == "SERVER_ACK" and mine_up["message"]["conversation"] == "from my phone"
+
         out = await asyncio.to_thread(client.chat.mark_as_read, "acc",
                                       [{"remoteJid": BOB_JID, "fromMe": False, "id": answer["id"]}])
         assert out == {"message": "Read messages", "read": "success"}

@@ -514,3 +514,29 @@ async def test_reject_call_and_msg_call(tmp_path: Path, receiver: Receiver) -> N
         up = receiver.events("messages.upsert")[0]["data"]
         assert up["key"]["fromMe"] is True and up["message"]["conversation"] == "I cannot take calls"
         assert not receiver.events("send.message")  # Evolution: msgCall is no SEND_MESSAGE
+
+
+async def test_connection_lost_mid_send_is_pending_and_resent_once(tmp_path: Path, receiver: Receiver) -> None:
+    """The stanza was recorded for the wire, then the connection dropped before the ack: it may have been
+    delivered, so the answer is 201 PENDING (as Evolution's, which answers once written) and the next
+    open sends it once more with the same id. A failure before anything left stores nothing."""
+    hub = MsgHub()
+    async with linked(tmp_path, receiver, hub=hub) as (client, app, _):
+        hub.fail_with = "could not prepare 3EB0: item-not-found"
+        resp = await client.post("/message/sendText/a", json={"number": BOB, "text": "never left"})
+        assert error(resp, 400) == ["Error: could not prepare 3EB0: item-not-found"]
+        assert (await find(client))["messages"]["total"] == 0
+        hub.fail_with = None
+        hub.lose_after_record = True
+        resp = await client.post("/message/sendText/a", json={"number": BOB, "text": "maybe left"})
+        assert resp.status_code == 201 and resp.json()["status"] == "PENDING"
+        mid = resp.json()["key"]["id"]
+        await receiver.wait_for(lambda: bool(receiver.events("send.message")))
+        assert not receiver.events("messages.update")  # no server ack was seen
+        rt = runtime(app, "a")
+        assert (await rt.messages.repo.get(rt.instance_id, mid)).send_state == "pending"  # type: ignore[union-attr]
+    hub.lose_after_record = False
+    async with running_gateway(make_settings(tmp_path), engine_factory=hub.factory) as (_client, app):
+        await runtime(app, "a").settle()
+        await asyncio.wait_for(runtime(app, "a")._after_open, 5)  # type: ignore[arg-type]
+        assert [(s.id, s.message.conversation) for s in hub.latest("a").sent] == [(mid, "maybe left")]

@@ -133,6 +133,12 @@ async def run(n: int, m: int, concurrency: int) -> dict[str, Any]:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers={"apikey": KEY}, timeout=60,
                                      limits=limits) as client:
             try:
+                for _ in range(300):  # uvicorn binds just after printing its banner
+                    try:
+                        if (await client.get("/")).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        await asyncio.sleep(0.05)
                 t0 = time.perf_counter()
                 for i in range(n):
                     resp = await client.post("/instance/create", json={

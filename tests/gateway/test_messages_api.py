@@ -543,3 +543,19 @@ async def test_connection_lost_mid_send_is_pending_and_resent_once(tmp_path: Pat
         await runtime(app, "a").settle()
         await asyncio.wait_for(runtime(app, "a")._after_open, 5)  # type: ignore[arg-type]
         assert [(s.id, s.message.conversation) for s in hub.latest("a").sent] == [(mid, "maybe left")]
+
+
+async def test_status_broadcasts_only_with_read_status(tmp_path: Path, receiver: Receiver) -> None:
+    async with linked(tmp_path, receiver) as (client, app, hub):
+        engine = hub.latest("a")
+        engine.receive("3A8888888888888888AA", "status@broadcast", "my status", sender=f"{BOB}:0@s.whatsapp.net")
+        await runtime(app, "a").settle()
+        assert (await find(client))["messages"]["total"] == 0
+        resp = await client.post("/settings/set/a", json={
+            "rejectCall": False, "groupsIgnore": False, "alwaysOnline": False, "readMessages": False,
+            "readStatus": True, "syncFullHistory": False})
+        assert resp.status_code == 201
+        engine.receive("3A9999999999999999AA", "status@broadcast", "next status", sender=f"{BOB}:0@s.whatsapp.net")
+        await runtime(app, "a").settle()
+        await receiver.wait_for(lambda: bool(receiver.events("messages.upsert")))
+        assert receiver.events("messages.upsert")[0]["data"]["key"]["remoteJid"] == "status@broadcast"

@@ -106,6 +106,19 @@ def incoming_record(instance_id: str, m: StoredMessage | MessageEvent) -> dict[s
     return record
 
 
+def is_broadcast(jid: str) -> bool:
+    return jid.endswith("@broadcast")
+
+
+def ignored(chat: str, setting: Setting | None) -> bool:
+    """Evolution drops group chats with ``groupsIgnore`` and status/broadcast lists unless ``readStatus``."""
+    if is_group(chat):
+        return setting is not None and setting.groups_ignore
+    if is_broadcast(chat):
+        return setting is None or not setting.read_status
+    return False
+
+
 class InstanceMessages:
     def __init__(self, hub: MessageHub, runtime: RuntimeView) -> None:
         self.hub = hub
@@ -137,10 +150,10 @@ class InstanceMessages:
             return
         if record is None:
             return
-        if is_group(stored.chat):
+        if is_group(stored.chat) or is_broadcast(stored.chat):
             setting = (await s.execute(select(Setting).where(Setting.instance_id == self.rt.instance_id))
                        ).scalar_one_or_none()
-            if setting is not None and setting.groups_ignore:
+            if ignored(stored.chat, setting):
                 return
         await self.repo.insert_in(s, self.repo.build_row(self.rt.instance_id, record, announced=False))
 
@@ -158,8 +171,7 @@ class InstanceMessages:
             record = incoming_record(self.rt.instance_id, ev)
             if record is None:
                 return
-            setting = await self.settings()
-            if is_group(ev.chat) and setting is not None and setting.groups_ignore:
+            if ignored(ev.chat, await self.settings()):
                 return
             row = self.repo.build_row(self.rt.instance_id, record, announced=False)
             try:

@@ -11,7 +11,9 @@ Figures:
 - sends/s: API `sendText` answers (201) per second of the send phase (``--concurrency`` requests in
   flight across all instances; each instance's sends are sequential);
 - API → phone p50/p99: from the `sendText` call to the peer phone having decrypted the message;
-- webhook p50/p99: from the phone's send to `MESSAGES_UPSERT` received by the webhook receiver;
+- webhook p50/p99: from the phone's send to `MESSAGES_UPSERT` received by the webhook receiver, the
+  phones sending open-loop at ``--rate`` messages/s in total (0: all at once, which measures the
+  backlog rather than the latency);
 - 5xx count and stuck sends (no answer within 60 s) must both be 0.
 """
 
@@ -106,7 +108,7 @@ async def wait_open(client: httpx.AsyncClient, name: str, within: float) -> None
     raise TimeoutError(f"{name} did not open")
 
 
-async def run(n: int, m: int, concurrency: int) -> dict[str, Any]:
+async def run(n: int, m: int, concurrency: int, rate: float) -> dict[str, Any]:
     data = Path(tempfile.mkdtemp(prefix="evolink-bench-"))
     receiver = Receiver()
     await receiver.start()
@@ -183,8 +185,12 @@ async def run(n: int, m: int, concurrency: int) -> dict[str, Any]:
 
                 sent_at: dict[str, float] = {}
                 t2 = time.perf_counter()
+                idx = 0
                 for k in range(m):
                     for i in range(n):
+                        if rate > 0:  # open-loop pacing of the phones (a schedule, not synchronisation)
+                            await asyncio.sleep(max(0.0, t2 + idx / rate - time.perf_counter()))
+                        idx += 1
                         res = sb.phone_send(peers[i], f"{own[i]}@s.whatsapp.net", f"p{i}-{k}")
                         sent_at[res["id"]] = time.perf_counter()
                     await asyncio.sleep(0)  # let the sandbox deliver between rounds
@@ -215,7 +221,7 @@ async def run(n: int, m: int, concurrency: int) -> dict[str, Any]:
         "sends_per_s": round(statuses.get(201, 0) / t_send, 1),
         "api_to_phone_ms_p50": round(pct(to_phone, 50), 1), "api_to_phone_ms_p99": round(pct(to_phone, 99), 1),
         "not_decrypted": len(api_lat) - len(to_phone),
-        "received": len(webhook), "receive_phase_s": round(t_recv, 1),
+        "received": len(webhook), "receive_phase_s": round(t_recv, 1), "receive_rate": rate,
         "webhook_ms_p50": round(pct(webhook, 50), 1), "webhook_ms_p99": round(pct(webhook, 99), 1),
         "webhook_missing": len(sent_at) - len(webhook),
         "mean_webhook_ms": round(statistics.fmean(webhook), 1) if webhook else None,
@@ -227,8 +233,10 @@ def main() -> None:
     ap.add_argument("--instances", type=int, default=100)
     ap.add_argument("--messages", type=int, default=50)
     ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--rate", type=float, default=40.0,
+                    help="messages/s the phones send in the receive phase (0 = as fast as they can)")
     args = ap.parse_args()
-    result = asyncio.run(run(args.instances, args.messages, args.concurrency))
+    result = asyncio.run(run(args.instances, args.messages, args.concurrency, args.rate))
     print(json.dumps(result, indent=2))
     if result["http_5xx"] or result["stuck_sends"] or result["webhook_missing"] or result["not_decrypted"]:
         sys.exit(1)

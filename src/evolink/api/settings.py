@@ -107,6 +107,7 @@ class Settings(BaseSettings):
     # finished outbox rows are purged after these many seconds (docs/security.md "Outbox")
     EVOLINK_OUTBOX_DELIVERED_RETENTION_SECONDS: float = Field(3600.0, ge=0)
     EVOLINK_OUTBOX_FAILED_RETENTION_SECONDS: float = Field(604800.0, ge=0)
+    EVOLINK_SEND_MIN_GAP_MS: int = Field(0, ge=0, le=600_000)  # per-instance minimum gap between sends; 0 = off
 
     # CORS and /verify-creds (Evolution's names and defaults; see docs/gateway.md "Browser apps")
     CORS_ORIGIN: Annotated[list[str], NoDecode] = ["*"]

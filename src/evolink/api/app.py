@@ -18,8 +18,10 @@ from evolink.api.cors import install_cors
 from evolink.api.errors import install_error_handlers
 from evolink.api.health import router as health_router
 from evolink.api.metrics import router as metrics_router
+from evolink.api.routes_chats import router as chats_router
 from evolink.api.routes_config import router as config_router
 from evolink.api.routes_events import router as events_router
+from evolink.api.routes_group import router as group_router
 from evolink.api.routes_instance import router as instance_router
 from evolink.api.routes_integrations import router as integrations_router
 from evolink.api.routes_proxy import router as proxy_router
@@ -189,6 +191,8 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
     app.include_router(integrations_router)
     app.include_router(proxy_router)
     app.include_router(instance_router)
+    app.include_router(chats_router)
+    app.include_router(group_router)
     app.include_router(health_router)
     app.include_router(metrics_router)
     if not settings.SERVER_DISABLE_MANAGER:

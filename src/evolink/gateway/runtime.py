@@ -171,6 +171,11 @@ class InstanceRuntime:
     def ref(self) -> InstanceRef:
         return InstanceRef(self.name, self.instance_id, self.token, self.wuid)
 
+    @property
+    def engine(self) -> EnginePort | None:
+        """The current engine (None while none runs); routes check ``state == "open"`` first."""
+        return self._engine
+
     def state_body(self) -> dict[str, Any]:
         return {"instance": {"instanceName": self.name, "state": self.state}}
 

@@ -254,3 +254,32 @@ async def participating_groups(engine: Engine, *, within: float | None = None) -
     for g in groups:
         learn_pairs(engine.messaging, g)
     return groups
+
+
+def description_query(group: str, description: str, prev: str | None, new_id: str) -> Node:
+    """Baileys ``groupUpdateDescription``: ``<description id [prev]><body>`` (``delete="true"`` to clear)."""
+    attrs = {"id": new_id} if description else {"delete": "true"}
+    if prev:
+        attrs["prev"] = prev
+    body = [Node("body", {}, description.encode())] if description else None
+    return Node("iq", {"to": group, "type": "set", "xmlns": "w:g2"}, [Node("description", attrs, body)])
+
+
+def participants_query(group: str, action: str, participants: list[str]) -> Node:
+    """Baileys ``groupParticipantsUpdate``: ``<add|remove|promote|demote><participant jid/>…``."""
+    return Node("iq", {"to": group, "type": "set", "xmlns": "w:g2"}, [
+        Node(action, {}, [Node("participant", {"jid": p}) for p in participants]),
+    ])
+
+
+async def set_description(engine: Engine, group: GroupMetadata, description: str, *,
+                          within: float | None = None) -> None:
+    conn = engine.live_connection()
+    me = conn.creds.me_jid if conn is not None else None
+    await _query(engine, description_query(group.id, description, group.desc_id,
+                                           jids.message_id(me, engine.clock.time())), within)
+
+
+async def promote(engine: Engine, group: str, participants: list[str], *, within: float | None = None) -> None:
+    if participants:
+        await _query(engine, participants_query(group, "promote", participants), within)

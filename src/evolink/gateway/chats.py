@@ -17,6 +17,7 @@ stores the sender's push name on the group's contact); an API send also creates 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -63,6 +64,10 @@ class ChatBook:
         if t is None:
             return
         chat, contact = t
+        if chat.remote_jid.endswith("@g.us") and chat.name is None:
+            group = await self.chats.get_group(ref.instance_id, chat.remote_jid)
+            if group is not None and isinstance(group.get("subject"), str):
+                chat = replace(chat, name=group["subject"])  # the chat is named after its group
         touched = await self.chats.record_message(ref.instance_id, chat, contact)
         contact_body = {"remoteJid": contact.remote_jid, "pushName": contact.push_name or "",
                         "profilePicUrl": None, "instanceId": ref.instance_id}

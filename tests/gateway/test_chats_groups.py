@@ -173,3 +173,40 @@ async def test_bad_input_and_closed_instance_get_evolution_envelopes(tmp_path: P
         resp = await client.post("/chat/whatsappNumbers/acc", json={"numbers": ["status@broadcast"]})
         assert resp.status_code == 200
         assert sandbox.list_groups() == []  # nothing created half-way
+
+
+async def test_published_message_records_feed_chats_and_contacts(tmp_path: Path, sandbox: Sandbox,
+                                                                 receiver: Receiver) -> None:
+    """Whatever code publishes MESSAGES_UPSERT / SEND_MESSAGE, findChats and findContacts follow."""
+    async with _gateway(tmp_path, sandbox) as (client, app):
+        created = await create_instance(client, "acc", receiver.url)
+        ctx = app.state.gateway
+        rt = await ctx.manager.get("acc")
+        incoming = {"key": {"remoteJid": f"{BOB}@s.whatsapp.net", "fromMe": False, "id": "3A01"}, "pushName": "Bob",
+                    "status": "DELIVERY_ACK", "message": {"conversation": "hi"}, "messageType": "conversation",
+                    "messageTimestamp": 1_700_000_000, "instanceId": created["instance"]["instanceId"], "source": "ios"}
+        sent = {**incoming, "key": {"remoteJid": f"{CAROL}@s.whatsapp.net", "fromMe": True, "id": "3EB0AA"},
+                "pushName": "Você", "status": "PENDING", "source": "web", "messageTimestamp": 1_700_000_100}
+        await ctx.publisher.publish(rt.ref, "messages.upsert", incoming)
+        await ctx.publisher.publish(rt.ref, "send.message", sent)
+        await ctx.publisher.publish(rt.ref, "connection.update", {"state": "open"})  # not a message: ignored
+        await app.state.chat_feed.drain()
+
+        chats = (await client.post("/chat/findChats/acc", json={})).json()
+        assert [c["remoteJid"] for c in chats] == [f"{CAROL}@s.whatsapp.net", f"{BOB}@s.whatsapp.net"]
+        bob = chats[1]
+        assert bob["pushName"] == "Bob" and bob["unreadCount"] == 1 and bob["isSaved"] is True
+        assert bob["lastMessage"]["key"]["id"] == "3A01" and bob["lastMessage"]["message"] == {"conversation": "hi"}
+        assert chats[0]["lastMessage"]["pushName"] == "Você" and chats[0]["unreadCount"] == 0
+        only = (await client.post("/chat/findChats/acc", json={"where": {"remoteJid": BOB}})).json()
+        assert [c["remoteJid"] for c in only] == [f"{BOB}@s.whatsapp.net"]
+        window = {"gte": "2023-11-14T22:13:00Z", "lte": 1_700_000_050_000}
+        assert len((await client.post("/chat/findChats/acc", json={"where": {"messageTimestamp": window}})).json()) == 1
+
+        contacts = (await client.post("/chat/findContacts/acc", json={"where": {"remoteJid": BOB}})).json()
+        assert [(c["remoteJid"], c["pushName"], c["type"]) for c in contacts] == \
+            [(f"{BOB}@s.whatsapp.net", "Bob", "contact")]
+        assert len((await client.post("/chat/findContacts/acc", json={"offset": 1, "page": 2})).json()) == 1
+        await receiver.wait_for(lambda: len(receiver.events("chats.upsert")) == 2
+                                and len(receiver.events("contacts.upsert")) == 2)
+        assert receiver.events("contacts.upsert")[0]["data"]["pushName"] == "Bob"

@@ -40,9 +40,12 @@ from evolink.gateway import (
     observe,
     stored_webhook,
 )
+from evolink.gateway.chat_feed import ChatFeed
+from evolink.gateway.chats import ChatBook
 from evolink.gateway.observe import LinkRefusal, allow_all
 from evolink.gateway.proxy import ProxySpec, global_proxy
 from evolink.store import Store, normalise_postgres_url, open_database, sqlite_url
+from evolink.store.chats_repo import ChatStore
 from evolink.store.creds_key import prepare_creds_key
 from evolink.store.keyfile import secure_data_dir
 
@@ -133,6 +136,9 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
             lookup_webhook=lookup)
         if not settings.SERVER_DISABLE_MANAGER:
             routes_manager.attach(app, publisher)
+        chat_feed = ChatFeed(ChatBook(ChatStore(db, creds_key.cipher, the_clock.now), publisher))
+        publisher.listeners.append(chat_feed.listener)  # chats/contacts follow every message record
+        app.state.chat_feed = chat_feed
         worker = DeliveryWorker(store, retry_policy(settings), publisher.wake,
                                 timeout=settings.WEBHOOK_REQUEST_TIMEOUT_MS / 1000, client=http_client,
                                 clock=the_clock)
@@ -158,6 +164,7 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
                 lambda report: manager.announce_clock_step(report.to_dict()))
             clock_guard.start()
         worker.start()
+        chat_feed.start()
         if clock_guard is not None:
             rows = await store.list_instances(client_name=settings.DATABASE_CONNECTION_CLIENT_NAME)
             resuming = any(r.connection_status in ("open", "connecting") for r in rows)
@@ -175,6 +182,7 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
             if stop_step_events is not None:
                 stop_step_events()
             await manager.shutdown()
+            await chat_feed.stop()
             await worker.stop()
             if clock_guard is not None:
                 await clock_guard.stop()

@@ -18,12 +18,14 @@ from evolink.api.cors import install_cors
 from evolink.api.errors import install_error_handlers
 from evolink.api.health import router as health_router
 from evolink.api.metrics import router as metrics_router
+from evolink.api.routes_chat_messages import router as chat_messages_router
 from evolink.api.routes_chats import router as chats_router
 from evolink.api.routes_config import router as config_router
 from evolink.api.routes_events import router as events_router
 from evolink.api.routes_group import router as group_router
 from evolink.api.routes_instance import router as instance_router
 from evolink.api.routes_integrations import router as integrations_router
+from evolink.api.routes_message import router as message_router
 from evolink.api.routes_proxy import router as proxy_router
 from evolink.api.routes_server import router as server_router
 from evolink.api.settings import Settings
@@ -42,12 +44,14 @@ from evolink.gateway import (
 )
 from evolink.gateway.chat_feed import ChatFeed
 from evolink.gateway.chats import ChatBook
+from evolink.gateway.messages import MessageHub
 from evolink.gateway.observe import LinkRefusal, allow_all
 from evolink.gateway.proxy import ProxySpec, global_proxy
 from evolink.store import Store, normalise_postgres_url, open_database, sqlite_url
 from evolink.store.chats_repo import ChatStore
 from evolink.store.creds_key import prepare_creds_key
 from evolink.store.keyfile import secure_data_dir
+from evolink.store.message_repo import MessageRepo
 
 log = logging.getLogger("evolink.api")
 
@@ -149,7 +153,9 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
                                    connect_wait=settings.CONNECT_WAIT_SECONDS),
             client_name=settings.DATABASE_CONNECTION_CLIENT_NAME, link_guard=link_guard or allow_all,
             del_instance_after=(settings.del_instance_minutes or 0) * 60 or None,
-            proxy_fallback=settings_proxy(settings))
+            proxy_fallback=settings_proxy(settings),
+            messages=MessageHub(repo=MessageRepo(db, creds_key.cipher), publisher=publisher, store=store,
+                                clock=the_clock, send_min_gap=settings.EVOLINK_SEND_MIN_GAP_MS / 1000))
         app.state.gateway = GatewayContext(settings=settings, api_key=key, clock=the_clock, db=db, store=store,
                                            publisher=publisher, worker=worker, manager=manager,
                                            sandbox_admin_url=sandbox_admin_url, clock_guard=clock_guard)
@@ -201,6 +207,8 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
     app.include_router(instance_router)
     app.include_router(chats_router)
     app.include_router(group_router)
+    app.include_router(message_router)
+    app.include_router(chat_messages_router)
     app.include_router(health_router)
     app.include_router(metrics_router)
     if not settings.SERVER_DISABLE_MANAGER:

@@ -101,6 +101,7 @@ class Settings(BaseSettings):
     WA_ROOT_PUBLIC_KEY: str | None = None  # hex; None = WhatsApp's production root
     CONNECT_WAIT_SECONDS: float = Field(10.0, gt=0, le=120)
     WA_RECONNECT_STABLE_SECONDS: float = Field(60.0, ge=0, le=3600)  # backoff resets after a link this stable
+    EVOLINK_SEND_MIN_GAP_MS: int = Field(0, ge=0, le=600_000)  # per-instance minimum gap between sends; 0 = off
 
     # CORS and /verify-creds (Evolution's names and defaults; see docs/gateway.md "Browser apps")
     CORS_ORIGIN: Annotated[list[str], NoDecode] = ["*"]

@@ -23,6 +23,6 @@ def real_engine_factory(*, ws_url: str, root_public_key: bytes | None, phone_cli
         if req.mode == "qr":
             kwargs.update(browser_os=phone_client, browser_name=phone_name)
         kwargs.update(overrides or {})
-        return Engine(EngineConfig(**kwargs), req.creds_store, req.clock)
+        return Engine(EngineConfig(**kwargs), req.creds_store, req.clock, message_store=req.message_store)
 
     return make

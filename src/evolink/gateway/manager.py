@@ -11,6 +11,7 @@ from typing import Any
 
 from evolink.clock import Clock
 from evolink.gateway import names, observe
+from evolink.gateway.messages import MessageHub
 from evolink.gateway.observe import LinkGuard, allow_all
 from evolink.gateway.ports import EngineFactory
 from evolink.gateway.proxy import ProxySpec, resolve_proxy
@@ -35,7 +36,8 @@ class CreateRequest:
 class InstanceManager:
     def __init__(self, *, store: Store, publisher: EventPublisher, clock: Clock, engine_factory: EngineFactory,
                  options: RuntimeOptions, client_name: str, link_guard: LinkGuard = allow_all,
-                 del_instance_after: float | None = None, proxy_fallback: ProxySpec | None = None) -> None:
+                 del_instance_after: float | None = None, proxy_fallback: ProxySpec | None = None,
+                 messages: MessageHub | None = None) -> None:
         self.store = store
         self.publisher = publisher
         self.clock = clock
@@ -46,6 +48,7 @@ class InstanceManager:
         self.del_instance_after = del_instance_after  # seconds (DEL_INSTANCE minutes x 60)
         self.proxy_fallback = proxy_fallback  # PROXY_* for instances without an enabled proxy of their own
         self.runtimes: dict[str, InstanceRuntime] = {}
+        self.messages = messages  # messaging pipeline shared by every instance (observers live here)
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -57,7 +60,7 @@ class InstanceManager:
                                  options=self.options, link_guard=self.link_guard,
                                  wuid=row.owner_jid, profile_name=row.profile_name,
                                  on_state=lambda _rt: self.publish_states(),
-                                 proxy_lookup=self._proxy_lookup(row.id))
+                                 proxy_lookup=self._proxy_lookup(row.id), messages=self.messages)
             self.runtimes[row.name] = rt
             self.publish_states()
         return rt

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -29,12 +30,18 @@ from evolink.store.messaging_models import (
 from evolink.store.sealing import CredsCipher
 from evolink.wa.store_port import OutgoingMessage, StateChanges, StoredMessage
 
+IncomingHook = Callable[[AsyncSession, StoredMessage], Awaitable[None]]
+
 
 class SqlMessageStore:
-    def __init__(self, db: Database, cipher: CredsCipher, instance_id: str) -> None:
+    def __init__(self, db: Database, cipher: CredsCipher, instance_id: str, *,
+                 on_incoming: IncomingHook | None = None) -> None:
         self._db = db
         self._cipher = cipher
         self.instance_id = instance_id
+        # Called inside save_incoming's transaction (the gateway writes Evolution's Message row there,
+        # so the row, the engine's copy and the Signal state commit together).
+        self._on_incoming = on_incoming
 
     # ------------------------------------------------------------------ sealing
 
@@ -115,6 +122,8 @@ class SqlMessageStore:
                     push_name=message.push_name, message=self._seal(message.message, "inbound", message.id)))
                 await s.flush()
                 await self._apply(s, changes)
+                if self._on_incoming is not None:
+                    await self._on_incoming(s, message)
         except IntegrityError:  # a concurrent save of the same id won: nothing of ours was written
             return False
         return True

@@ -37,6 +37,7 @@ class EngineRequest:
     mode: str  # "qr" | "code": code mode announces the browser WhatsApp expects for link codes
     clock: Clock
     proxy: str | None = None  # proxy URL for websockets (gateway.proxy.ProxySpec.url()); None = direct
+    message_store: Any = None  # evolink.wa.store_port.MessageStore (gateway: SqlMessageStore); None = memory
 
 
 EngineFactory = Callable[[EngineRequest], EnginePort]

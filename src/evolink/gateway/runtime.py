@@ -29,10 +29,13 @@ from evolink.clock.base import elapsed as default_elapsed
 from evolink.clock.base import iso_utc
 from evolink.gateway import names
 from evolink.gateway.creds import SqlCredsStore
+from evolink.gateway.message_store import SqlMessageStore
+from evolink.gateway.messages import InstanceMessages, MessageHub
 from evolink.gateway.observe import LinkGuard, allow_all, record_pairing_attempt
 from evolink.gateway.ports import EngineFactory, EnginePort, EngineRequest
 from evolink.gateway.proxy import ProxySpec, ProxyUnavailable
 from evolink.gateway.qr import evolution_code, render_png_data_url
+from evolink.gateway.sending import InstanceSender
 from evolink.gateway.webhooks import EventPublisher, InstanceRef
 from evolink.store import Store
 from evolink.wa.events import (
@@ -41,9 +44,11 @@ from evolink.wa.events import (
     ConnectingEvent,
     EngineEvent,
     LoggedOutEvent,
+    MessageEvent,
     OpenEvent,
     PairingCodeEvent,
     QrEvent,
+    ReceiptEvent,
 )
 from evolink.wa.pair_code import InvalidPhoneNumber, normalize_phone
 
@@ -122,7 +127,7 @@ class InstanceRuntime:
                  link_guard: LinkGuard = allow_all, wuid: str | None = None, profile_name: str | None = None,
                  on_state: Callable[[InstanceRuntime], None] | None = None,
                  proxy_lookup: Callable[[], Awaitable[ProxySpec | None]] | None = None,
-                 elapsed: Callable[[], float] = default_elapsed) -> None:
+                 elapsed: Callable[[], float] = default_elapsed, messages: MessageHub | None = None) -> None:
         self.name = name
         self.instance_id = instance_id
         self.token = token
@@ -164,17 +169,20 @@ class InstanceRuntime:
         self._on_state = on_state
         self._proxy_lookup = proxy_lookup
         self.proxy_shown: str | None = None  # redacted URL of the proxy the current engine uses
+        # Messaging (gateway/messages.py, gateway/sending.py): None in tests that only link.
+        self.messages = InstanceMessages(messages, self) if messages is not None else None
+        self.sender = InstanceSender(self.messages) if self.messages is not None else None
+        self._after_open: asyncio.Task[None] | None = None
 
     # --- public operations -----------------------------------------------------------------------
 
     @property
-    def ref(self) -> InstanceRef:
-        return InstanceRef(self.name, self.instance_id, self.token, self.wuid)
+    def engine(self) -> EnginePort | None:
+        return self._engine
 
     @property
-    def engine(self) -> EnginePort | None:
-        """The current engine (None while none runs); routes check ``state == "open"`` first."""
-        return self._engine
+    def ref(self) -> InstanceRef:
+        return InstanceRef(self.name, self.instance_id, self.token, self.wuid)
 
     def state_body(self) -> dict[str, Any]:
         return {"instance": {"instanceName": self.name, "state": self.state}}
@@ -353,8 +361,11 @@ class InstanceRuntime:
         self._clear_code()
         self._pair_accepted = False
         self.last_close = self.last_retry = None
+        msg_store = (SqlMessageStore(self.store.db, self.store.cipher, self.instance_id,
+                                     on_incoming=self.messages.row_hook) if self.messages is not None else None)
         engine = self._factory(EngineRequest(self.name, self.instance_id, self.creds, self.mode, self.clock,
-                                             proxy=spec.url() if spec is not None else None))
+                                             proxy=spec.url() if spec is not None else None,
+                                             message_store=msg_store))
         self._engine = engine
         self._unsubscribe = engine.subscribe(lambda ev: self._queue.put_nowait((gen, ev)))
         if self._consumer is None or self._consumer.done():
@@ -496,6 +507,9 @@ class InstanceRuntime:
             await self._on_open(ev)
         elif isinstance(ev, CloseEvent):
             await self._on_close(ev)
+        elif isinstance(ev, (MessageEvent, ReceiptEvent)):
+            if self.messages is not None:
+                await self.messages.on_event(ev)
         elif isinstance(ev, LoggedOutEvent):
             self._set_state("close")
             await self._persist(connection_status="close")
@@ -548,6 +562,8 @@ class InstanceRuntime:
         await self._emit(names.CONNECTION_UPDATE, {"instance": self.name, "wuid": self.wuid,
                                                   "profileName": ev.push_name, "profilePictureUrl": None,
                                                   "state": "open", "statusReason": 200})
+        if self.sender is not None:  # alwaysOnline, crash leftovers (announce, resend once)
+            self._after_open = asyncio.create_task(self.sender.after_open(), name=f"after-open-{self.name}")
 
     async def _on_close(self, ev: CloseEvent) -> None:
         status = ev.code if ev.code is not None else STATUS_CODES.get(ev.reason, 500)

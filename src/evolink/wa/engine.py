@@ -19,6 +19,7 @@ from evolink.clock.base import Clock, SystemClock
 from evolink.clock.base import elapsed as default_elapsed
 from evolink.wa import plaintext, receipts_out
 from evolink.wa.bus import Callback, EventBus
+from evolink.wa.chatstate import ChatState, chatstate_node
 from evolink.wa.config import EngineConfig
 from evolink.wa.connection import Connection, ConnectionLost, IqError, QueryTimeout
 from evolink.wa.creds import Creds, CredsError, CredsStore
@@ -38,7 +39,7 @@ from evolink.wa.events import (
 from evolink.wa.handshake import HandshakeTimeout, perform_handshake
 from evolink.wa.keepalive import Action, KeepaliveSchedule
 from evolink.wa.memory_store import MemoryMessageStore
-from evolink.wa.message_send import NotConnected, SendResult, send_message
+from evolink.wa.message_send import NotConnected, SendResult, group_participants, send_message
 from evolink.wa.messaging import Messaging
 from evolink.wa.pair_code import (
     AlreadyPaired,
@@ -57,6 +58,7 @@ from evolink.wa.store_port import MessageStore
 from evolink.wa.stream_errors import Disconnect, remote_closed
 from evolink.wire.binary import SERVER_JID, Node
 from evolink.wire.errors import CertificateError, WireError
+from evolink.wire.proto.e2e_pb2 import Message
 
 log = logging.getLogger("evolink.wa.engine")
 
@@ -224,6 +226,32 @@ class Engine:
             quoted_participant=quoted.participant if quoted else None,
             quoted_message=quoted.message if quoted else None)
         return await send_message(self, to, message, message_id=message_id, within=within)
+
+    async def send_message(self, to: str, message: Message, *, message_id: str | None = None,
+                           within: float | None = None) -> SendResult:
+        """Send any ``Message`` protobuf (a reaction, a text with mentions…) like ``send_text``."""
+        return await send_message(self, to, message, message_id=message_id, within=within)
+
+    async def group_members(self, group: str) -> list[str]:
+        """Member user JIDs of a group we are in (``w:g2`` metadata; for mentions of everyone)."""
+        conn = self.live_connection()
+        if conn is None:
+            raise NotConnected(f"Connection Closed: the engine is {self._state}, not open")
+        try:
+            members, _mode = await group_participants(conn, group, self.messaging)
+        except ConnectionLost as exc:
+            raise NotConnected(f"Connection Closed: {exc}") from None
+        return members
+
+    async def send_chat_state(self, to: str, state: ChatState) -> None:
+        """Typing indicator for a chat (``composing`` / ``recording`` / ``paused``); NotConnected if down."""
+        conn = self.live_connection()
+        if conn is None:
+            raise NotConnected(f"Connection Closed: the engine is {self._state}, not open")
+        try:
+            await conn.send(chatstate_node(to, state))
+        except ConnectionLost as exc:
+            raise NotConnected(f"Connection Closed: {exc}") from None
 
     async def send_read_receipt(self, chat: str, ids: list[str], *, participant: str | None = None,
                                 played: bool = False) -> None:

@@ -1,0 +1,222 @@
+"""Messages through the gateway (issue 11): received messages and receipts in, Evolution events out.
+
+One ``MessageHub`` per gateway (shared repo, publisher, observers); one ``InstanceMessages`` per
+instance. Order of effects for a received message, which is what makes it durable:
+
+1. the engine hands it to its store port (``SqlMessageStore.save_incoming``); the Evolution
+   ``Message`` row is written **in the same transaction** (``row_hook``) with ``announced=False``;
+2. the engine receipts it to the server only after that commit;
+3. ``on_message`` (from the ``MessageEvent``) sends the read receipt when ``readMessages`` is on,
+   puts ``MESSAGES_UPSERT`` in the durable webhook outbox, then marks the row announced;
+4. a crash between 1 and 3 leaves ``announced=False``: ``on_open`` announces it on the next start
+   (at-least-once, same message id).
+
+Observers (``MessageHub.observers``) are called with ``("incoming" | "outgoing", record)`` for every
+stored message after its event was queued (other modules, e.g. chats/contacts, hook in here).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from evolink.clock import Clock
+from evolink.gateway import evolution_record as rec
+from evolink.gateway.jid_rules import bare, is_group
+from evolink.gateway.webhooks import EventPublisher, InstanceRef
+from evolink.store import Store
+from evolink.store.message_models import MessageRow
+from evolink.store.message_repo import DuplicateMessage, MessageRepo
+from evolink.store.models import Setting
+from evolink.wa import plaintext
+from evolink.wa.events import MessageEvent, ReceiptEvent, ReceiptType
+from evolink.wa.store_port import StoredMessage
+
+log = logging.getLogger("evolink.gateway.messages")
+
+MESSAGES_UPSERT = "messages.upsert"
+MESSAGES_UPDATE = "messages.update"
+SEND_MESSAGE = "send.message"
+
+MessageObserver = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+# Receipt types → Evolution status (Baileys: sender → SERVER_ACK, none → DELIVERY_ACK, read/read-self → READ).
+RECEIPT_STATUS: dict[ReceiptType, str] = {
+    ReceiptType.SENDER: rec.Status.SERVER_ACK, ReceiptType.DELIVERED: rec.Status.DELIVERY_ACK,
+    ReceiptType.READ: rec.Status.READ, ReceiptType.READ_SELF: rec.Status.READ,
+    ReceiptType.PLAYED: rec.Status.PLAYED, ReceiptType.PLAYED_SELF: rec.Status.PLAYED,
+}
+_SKIPPED_KINDS = {"protocolMessage", "unknown", "senderKeyDistributionMessage"}
+_DEDUP_SIZE = 4096
+
+
+class RuntimeView(Protocol):
+    """What the message pipeline needs from an instance runtime."""
+
+    name: str
+    instance_id: str
+    state: str
+
+    @property
+    def ref(self) -> InstanceRef: ...
+
+    @property
+    def engine(self) -> Any: ...
+
+
+@dataclass
+class MessageHub:
+    repo: MessageRepo
+    publisher: EventPublisher
+    store: Store
+    clock: Clock
+    send_min_gap: float = 0.0  # seconds (EVOLINK_SEND_MIN_GAP_MS / 1000)
+    observers: list[MessageObserver] = field(default_factory=list)
+
+    async def notify(self, kind: str, record: dict[str, Any]) -> None:
+        for observer in list(self.observers):
+            try:
+                await observer(kind, record)
+            except Exception:  # an observer must never break the message path
+                log.exception("message observer failed")
+
+
+def incoming_record(instance_id: str, m: StoredMessage | MessageEvent) -> dict[str, Any] | None:
+    """Evolution's record for a received message, or None when Evolution would not show it."""
+    if isinstance(m, StoredMessage):
+        message = plaintext.parse(m.message)
+        alt = m.sender_alt
+    else:
+        message = m.message
+        alt = m.sender_pn if m.sender.endswith("@lid") else m.sender_lid
+    key = rec.incoming_key(message_id=m.id, chat=m.chat, sender=m.sender, sender_alt=alt, from_me=m.from_me)
+    status = rec.Status.SERVER_ACK if m.from_me else rec.Status.DELIVERY_ACK
+    record = rec.build(instance_id=instance_id, key=key, push_name=m.push_name, status=status, message=message,
+                       timestamp=m.timestamp)
+    if record["messageType"] in _SKIPPED_KINDS:
+        return None
+    return record
+
+
+class InstanceMessages:
+    def __init__(self, hub: MessageHub, runtime: RuntimeView) -> None:
+        self.hub = hub
+        self.rt = runtime
+        self._seen_updates: OrderedDict[tuple[str, str], None] = OrderedDict()
+
+    @property
+    def repo(self) -> MessageRepo:
+        return self.hub.repo
+
+    # ------------------------------------------------------------------ settings
+
+    async def settings(self) -> Setting | None:
+        """Re-read per event, as Evolution re-reads its settings per event batch."""
+        try:
+            return await self.hub.store.get_setting(self.rt.instance_id)
+        except Exception:
+            log.exception("could not read settings", extra={"instance": self.rt.name})
+            return None
+
+    # ------------------------------------------------------------------ engine store hook
+
+    async def row_hook(self, s: AsyncSession, stored: StoredMessage) -> None:
+        """Inside the engine store's transaction: write Evolution's Message row (announced=False)."""
+        try:
+            record = incoming_record(self.rt.instance_id, stored)
+        except plaintext.PlaintextError:
+            return
+        if record is None:
+            return
+        if is_group(stored.chat):
+            setting = (await s.execute(select(Setting).where(Setting.instance_id == self.rt.instance_id))
+                       ).scalar_one_or_none()
+            if setting is not None and setting.groups_ignore:
+                return
+        await self.repo.insert_in(s, self.repo.build_row(self.rt.instance_id, record, announced=False))
+
+    # ------------------------------------------------------------------ events from the engine
+
+    async def on_event(self, ev: Any) -> None:
+        if isinstance(ev, MessageEvent):
+            await self.on_message(ev)
+        elif isinstance(ev, ReceiptEvent):
+            await self.on_receipt(ev)
+
+    async def on_message(self, ev: MessageEvent) -> None:
+        row = await self.repo.get(self.rt.instance_id, ev.id)
+        if row is None:  # an engine without the gateway's store (or a row the hook skipped)
+            record = incoming_record(self.rt.instance_id, ev)
+            if record is None:
+                return
+            setting = await self.settings()
+            if is_group(ev.chat) and setting is not None and setting.groups_ignore:
+                return
+            row = self.repo.build_row(self.rt.instance_id, record, announced=False)
+            try:
+                await self.repo.insert(row)
+            except DuplicateMessage:
+                row = await self.repo.get(self.rt.instance_id, ev.id)
+                if row is None:
+                    return
+        if not row.announced:
+            await self.announce(row)
+
+    async def announce(self, row: MessageRow) -> None:
+        record = self.repo.record(row)
+        setting = await self.settings()
+        if setting is not None and setting.read_messages and not row.from_me:
+            await self._auto_read(row)
+        await self.hub.publisher.publish(self.rt.ref, MESSAGES_UPSERT, rec.event_view(record))
+        await self.repo.mark_announced(row.instance_id, row.key_id)
+        await self.hub.notify("incoming", record)
+
+    async def _auto_read(self, row: MessageRow) -> None:
+        engine = self.rt.engine
+        if engine is None or self.rt.state != "open":
+            return
+        try:
+            await engine.send_read_receipt(row.remote_jid, [row.key_id], participant=row.participant)
+        except Exception as exc:  # best effort, as Baileys' readMessages is
+            log.info("auto read receipt not sent: %s", exc, extra={"instance": self.rt.name})
+
+    async def on_receipt(self, ev: ReceiptEvent) -> None:
+        status = RECEIPT_STATUS.get(ev.type)
+        if status is None:
+            return
+        for key_id in ev.ids:
+            await self.record_update(key_id, status, participant=bare(ev.sender) if is_group(ev.chat) else None)
+
+    async def record_update(self, key_id: str, status: str, *, participant: str | None = None) -> None:
+        """Store a status change and emit MESSAGES_UPDATE (1:1 chats only, as Evolution)."""
+        dedup = (key_id, status)
+        if dedup in self._seen_updates:
+            return
+        row = await self.repo.add_update(self.rt.instance_id, key_id, status, participant=participant)
+        if row is None:
+            return  # Evolution drops updates of messages it does not have
+        self._seen_updates[dedup] = None
+        while len(self._seen_updates) > _DEDUP_SIZE:
+            self._seen_updates.popitem(last=False)
+        if is_group(row.remote_jid):
+            return
+        data: dict[str, Any] = {"keyId": key_id, "remoteJid": row.remote_jid, "fromMe": row.from_me}
+        if participant:
+            data["participant"] = participant
+        data.update(status=status, instanceId=self.rt.instance_id, messageId=row.id)
+        await self.hub.publisher.publish(self.rt.ref, MESSAGES_UPDATE, data)
+
+    # ------------------------------------------------------------------ open
+
+    async def announce_pending(self) -> int:
+        """Announce rows a crash left unannounced (at-least-once into the outbox)."""
+        rows = await self.repo.unannounced(self.rt.instance_id)
+        for row in rows:
+            await self.announce(row)
+        return len(rows)

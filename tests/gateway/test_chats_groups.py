@@ -69,6 +69,14 @@ async def test_groups_and_lookup_through_the_api(tmp_path: Path, sandbox: Sandbo
         assert resp.json() == [{"jid": theirs["jid"], "exists": True, "number": theirs["jid"], "name": "Theirs"},
                                {"jid": "120363000000000001@g.us", "exists": False, "number": "120363000000000001"}]
 
+        resp = await client.post("/group/create/acc", json={"subject": "Described", "participants": [BOB, CAROL],
+                                                            "description": "rules: be nice", "promoteParticipants": True})
+        assert resp.status_code == 201, resp.text
+        described = resp.json()
+        assert described["desc"] == "rules: be nice" and described["descId"]
+        assert described["descOwner"] and described["descTime"]
+        assert sorted(str(p["admin"]) for p in described["participants"]) == ["admin", "admin", "superadmin"]
+
         not_mine = sandbox.create_group("NotMine", [BOB, CAROL])
         resp = await client.get("/group/findGroupInfos/acc", params={"groupJid": not_mine["jid"]})
         assert resp.status_code == 404 and _message(resp)[0] == "Error fetching group"

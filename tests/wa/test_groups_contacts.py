@@ -131,6 +131,16 @@ async def test_groups_and_lookup_against_the_sandbox(sandbox: Sandbox, make_engi
     with pytest.raises(groups.GroupError) as unknown:
         await groups.group_metadata(engine, "120363999999@g.us")
     assert unknown.value.code == 404
+    with pytest.raises(groups.GroupError) as not_admin:  # we are a plain member of "Theirs"
+        await groups.promote(engine, other["jid"], [f"{BOB}@s.whatsapp.net"])
+    assert not_admin.value.code == 401
+    await groups.set_description(engine, created, "hello")
+    await groups.promote(engine, created.id, [f"{BOB}@s.whatsapp.net"])
+    again = await groups.group_metadata(engine, created.id)
+    assert again.desc == "hello" and again.desc_id and again.size == 3
+    assert {p.phone_number: p.admin for p in again.participants}[f"{BOB}@s.whatsapp.net"] == "admin"
+    await groups.set_description(engine, again, "")
+    assert (await groups.group_metadata(engine, created.id)).desc is None
     with pytest.raises(groups.GroupError) as bad:
         await groups.create_group(engine, "", [f"{BOB}@s.whatsapp.net"])
     assert bad.value.code == 400

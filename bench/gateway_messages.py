@@ -35,6 +35,7 @@ from typing import Any
 
 import httpx
 
+from evolink.sandbox.errors import AdminError
 from evolink.sandbox.server import Sandbox
 
 KEY = "BENCH-GLOBAL-KEY"
@@ -128,8 +129,15 @@ async def link_all(client: httpx.AsyncClient, sb: Sandbox, names: list[str], pho
                 "instanceName": name, "integration": "WHATSAPP-BAILEYS",
                 "webhook": {"url": url, "enabled": True, "events": ["MESSAGES_UPSERT"]}})
             resp.raise_for_status()
-            code = (await client.get(f"/instance/connect/{name}", params={"number": phone})).json()["pairingCode"]
-            await sb.link_code(phone, code)
+            for attempt in range(3):  # a loaded machine can miss the sandbox's link window: try again
+                code = (await client.get(f"/instance/connect/{name}", params={"number": phone})).json()["pairingCode"]
+                try:
+                    await sb.link_code(phone, code)
+                    break
+                except AdminError:
+                    if attempt == 2:
+                        raise
+                    await client.post(f"/instance/restart/{name}")
             for _ in range(600):
                 state = (await client.get(f"/instance/connectionState/{name}")).json()["instance"]["state"]
                 if state == "open":
@@ -148,7 +156,7 @@ async def run(args: argparse.Namespace) -> int:
     await receiver.start()
     decrypted_at: dict[str, float] = {}
     decrypted = asyncio.Event()
-    async with Sandbox.start(qr_first_ttl=60.0, qr_next_ttl=20.0) as sb:
+    async with Sandbox.start(qr_first_ttl=60.0, qr_next_ttl=20.0, link_timeout=60.0) as sb:
         for p in own + peers:
             sb.create_phone(p)
         original = sb.phone_signal.receive
@@ -272,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--instances", type=int, default=100)
     p.add_argument("--messages", type=int, default=50, help="messages each way per instance")
-    p.add_argument("--concurrency", type=int, default=20, help="instances linked at once; HTTP pool size / 2")
+    p.add_argument("--concurrency", type=int, default=10, help="instances linked at once; HTTP pool size / 2")
     p.add_argument("--call-timeout", type=float, default=60.0, help="a send call without answer by then is stuck")
     p.add_argument("--settle", type=float, default=120.0, help="seconds to wait for deliveries after each phase")
     return asyncio.run(run(p.parse_args(argv)))

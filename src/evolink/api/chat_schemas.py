@@ -8,13 +8,14 @@ routes use ``response_model_exclude_unset``), so ``null`` appears only where Evo
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
 
 MAX_NUMBERS = 1000  # per whatsappNumbers call (Evolution has no limit; one usync query per 500)
 MAX_PARTICIPANTS = 1023  # WhatsApp's group size less the creator
 _DIGITS = re.compile(r"\d+")
+Number = Annotated[StrictStr, Field(min_length=1, max_length=128)]  # a phone number or a JID
 
 
 def _unique(values: list[str], field: str) -> list[str]:
@@ -25,7 +26,7 @@ def _unique(values: list[str], field: str) -> list[str]:
 
 class WhatsAppNumbersBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    numbers: list[StrictStr] = Field(min_length=1, max_length=MAX_NUMBERS)
+    numbers: list[Number] = Field(min_length=1, max_length=MAX_NUMBERS)
 
     @field_validator("numbers")
     @classmethod
@@ -41,8 +42,8 @@ class TimestampRange(BaseModel):
 
 class ChatWhere(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
-    id_: StrictStr | None = Field(default=None, alias="_id", min_length=1)
-    id: StrictStr | None = Field(default=None, min_length=1)
+    id_: StrictStr | None = Field(default=None, alias="_id", min_length=1, max_length=64)
+    id: StrictStr | None = Field(default=None, min_length=1, max_length=64)
     pushName: StrictStr | None = Field(default=None, min_length=1, max_length=100)
     remoteJid: StrictStr | None = Field(default=None, min_length=1, max_length=128)
     messageTimestamp: TimestampRange | None = None
@@ -64,8 +65,8 @@ class FindContactsBody(BaseModel):
 
 class CreateGroupBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    subject: StrictStr
-    participants: list[StrictStr] = Field(min_length=1, max_length=MAX_PARTICIPANTS)
+    subject: StrictStr = Field(max_length=1024)  # WhatsApp allows 100: 101..1024 get "Error creating group"
+    participants: list[Number] = Field(min_length=1, max_length=MAX_PARTICIPANTS)
     description: StrictStr | None = Field(default=None, min_length=1, max_length=2048)
     promoteParticipants: StrictBool | None = None
     profilePicture: StrictStr | None = None

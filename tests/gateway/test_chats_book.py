@@ -35,6 +35,7 @@ def rec(remote: str, *, from_me: bool = False, push: str | None = "Bob", ts: Any
     # a bad timestamp counts as 0, never an error
     (rec("1@s.whatsapp.net", ts="soon"), ("1@s.whatsapp.net", 0, 1, "Bob"), ("1@s.whatsapp.net", "Bob")),
     (rec("1@s.whatsapp.net", ts=True), ("1@s.whatsapp.net", 0, 1, "Bob"), ("1@s.whatsapp.net", "Bob")),
+    (rec("1@s.whatsapp.net", ts=2**40), ("1@s.whatsapp.net", 0, 1, "Bob"), ("1@s.whatsapp.net", "Bob")),
 ])
 def test_touches(record: dict[str, Any], chat: tuple[Any, ...], contact: tuple[Any, ...]) -> None:
     t = touches(record)

@@ -182,6 +182,8 @@ async def test_published_message_records_feed_chats_and_contacts(tmp_path: Path,
         assert [c["remoteJid"] for c in only] == [f"{BOB}@s.whatsapp.net"]
         window = {"gte": "2023-11-14T22:13:00Z", "lte": 1_700_000_050_000}
         assert len((await client.post("/chat/findChats/acc", json={"where": {"messageTimestamp": window}})).json()) == 1
+        huge = {"gte": -(10**30), "lte": 10**30}  # clamped to the column's range, never an overflow
+        assert len((await client.post("/chat/findChats/acc", json={"where": {"messageTimestamp": huge}})).json()) == 2
 
         contacts = (await client.post("/chat/findContacts/acc", json={"where": {"remoteJid": BOB}})).json()
         assert [(c["remoteJid"], c["pushName"], c["type"]) for c in contacts] == \

@@ -36,6 +36,7 @@ async def test_messages_upsert_chats_and_contacts_once(database: Database) -> No
     assert other.unread_messages == 0 and other.contact is None
     assert await chats.find_chats(a, ts_gte=101, ts_lte=200) == []
     assert len(await chats.find_chats(a, ts_gte=100, ts_lte=100)) == 1
+    assert len(await chats.find_chats(a, ts_gte=-(2**31 - 1), ts_lte=2**31 - 1)) == 1  # no int32 overflow
     assert await chats.mark_chat_read(a, "1@s.whatsapp.net") and not await chats.mark_chat_read(a, "2@s.whatsapp.net")
     assert (await chats.find_chats(a))[0].unread_messages == 0
 

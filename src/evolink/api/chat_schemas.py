@@ -53,14 +53,14 @@ class FindChatsBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
     where: ChatWhere | None = None
     take: StrictInt | None = Field(default=None, ge=0, le=10_000)
-    skip: StrictInt | None = Field(default=None, ge=0)
+    skip: StrictInt | None = Field(default=None, ge=0, le=10**9)
 
 
 class FindContactsBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
     where: ChatWhere | None = None
     offset: StrictInt | None = Field(default=None, ge=1, le=10_000)
-    page: StrictInt | None = Field(default=None, ge=1)
+    page: StrictInt | None = Field(default=None, ge=1, le=10**6)
 
 
 class CreateGroupBody(BaseModel):

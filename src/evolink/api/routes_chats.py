@@ -59,17 +59,21 @@ def _epoch_seconds(value: str | int, field: str) -> int:
         return value // 1000
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return int(parsed.timestamp())
+    except (ValueError, OverflowError, OSError):
         raise ApiError(400, [f"where.messageTimestamp.{field} is not a date"]) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp())
+
+
+_TS_MAX = 2**31 - 1  # the column is a 32-bit integer on PostgreSQL: clamp, never overflow the query
 
 
 def _range(r: TimestampRange | None) -> tuple[int | None, int | None]:
     if r is None or r.gte is None or r.lte is None:  # Evolution filters only when both are given
         return None, None
-    return _epoch_seconds(r.gte, "gte"), _epoch_seconds(r.lte, "lte")
+    gte, lte = _epoch_seconds(r.gte, "gte"), _epoch_seconds(r.lte, "lte")
+    return min(max(gte, -_TS_MAX), _TS_MAX), min(max(lte, -_TS_MAX), _TS_MAX)
 
 
 @router.post("/whatsappNumbers/{instanceName}", response_model=list[OnWhatsAppOut],

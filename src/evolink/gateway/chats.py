@@ -43,7 +43,7 @@ def touches(record: dict[str, Any]) -> tuple[ChatTouch, ContactTouch] | None:
     from_me = key.get("fromMe") is True
     is_group = remote.endswith("@g.us")
     ts = record.get("messageTimestamp")
-    timestamp = ts if isinstance(ts, int) and not isinstance(ts, bool) else 0
+    timestamp = ts if isinstance(ts, int) and not isinstance(ts, bool) and 0 <= ts < 2**31 else 0
     push = record.get("pushName") if isinstance(record.get("pushName"), str) else None
     peer_name = push if not from_me and not is_group and push else None
     chat = ChatTouch(remote, timestamp, 0 if from_me else 1, last_message=record, name=peer_name)

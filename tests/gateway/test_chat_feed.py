@@ -19,6 +19,9 @@ class Book:
         self.seen: list[str] = []
         self.fail_on = fail_on
 
+    async def observe_update(self, ref: InstanceRef, update: dict[str, Any]) -> None:
+        self.seen.append("update:" + update["key"]["id"])
+
     async def observe(self, ref: InstanceRef, record: dict[str, Any]) -> None:
         if record["key"]["id"] == self.fail_on:
             raise RuntimeError("database down")
@@ -38,7 +41,7 @@ async def test_only_message_records_in_publish_order() -> None:
         feed.listener(REF, event, rec(str(i)), "now")
     feed.listener(REF, "messages.upsert", ["not", "a", "record"], "now")
     await feed.drain()
-    assert book.seen == ["0", "1", "3", "5"]
+    assert book.seen == ["0", "1", "3", "update:4", "5"]
     await feed.stop()
 
 

@@ -81,10 +81,18 @@ async def test_book_publishes_upsert_then_update(database: Database) -> None:
                              "instanceId": iid}),
         ("chats.update", [{"remoteJid": "1@s.whatsapp.net", "instanceId": iid}]),
     ]
+    await book.observe_update(ref, {"keyId": "3A1", "remoteJid": "2@s.whatsapp.net", "status": "READ"})  # no chat
+    assert len(pub.events) == 4
+    [view] = await book.chats.find_chats(iid)
+    assert view.unread_messages == 2
+    await book.observe_update(ref, {"keyId": "3A1", "remoteJid": "1@s.whatsapp.net", "status": "READ"})
+    assert pub.events[-1] == ("chats.upsert", [{"remoteJid": "1@s.whatsapp.net", "instanceId": iid,
+                                                "unreadMessages": 0}])
+    await book.observe(ref, rec("1@s.whatsapp.net", ts=101))
     [view] = await book.chats.find_chats(iid)
     now = datetime.now(UTC)
     out = chat_json(view, iid, now)
-    assert out["remoteJid"] == "1@s.whatsapp.net" and out["pushName"] == "Bob" and out["unreadCount"] == 2
+    assert out["remoteJid"] == "1@s.whatsapp.net" and out["pushName"] == "Bob" and out["unreadCount"] == 1
     assert out["isSaved"] is True and out["windowActive"] is True and out["updatedAt"] == "1970-01-01T00:01:41.000Z"
     assert out["lastMessage"]["messageTimestamp"] == 101 and out["lastMessage"]["pushName"] == "Bob"
     assert out["lastMessage"]["instanceId"] == iid and out["lastMessage"]["sessionId"] is None

@@ -83,6 +83,16 @@ class ChatBook:
             await self.publisher.publish(ref, names.CHATS_UPDATE, [{"remoteJid": chat.remote_jid,
                                                                    "instanceId": ref.instance_id}])
 
+    async def observe_update(self, ref: InstanceRef, update: dict[str, Any]) -> None:
+        """After a ``MESSAGES_UPDATE``: a stored chat's unread count is reset and ``CHATS_UPSERT``
+        ``[{remoteJid, instanceId, unreadMessages: 0}]`` follows, as Evolution 2.3.7 does (also for
+        a delivery receipt of our own message)."""
+        remote = update.get("remoteJid")
+        if not isinstance(remote, str) or "@" not in remote:
+            return
+        if await self.chats.mark_chat_read(ref.instance_id, remote):
+            await self.publisher.publish(ref, names.CHATS_UPSERT, [{"remoteJid": remote, "instanceId": ref.instance_id,
+                                                                   "unreadMessages": 0}])
 
 # ------------------------------------------------------------------------------ response shapes
 

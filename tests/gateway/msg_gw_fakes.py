@@ -11,7 +11,7 @@ from typing import Any
 from gw_fakes import FakeEngine, FakeHub
 
 from evolink.gateway.ports import EngineRequest
-from evolink.wa.events import MessageEvent, ReceiptEvent, ReceiptType
+from evolink.wa.events import CallEvent, MessageEvent, ReceiptEvent, ReceiptType
 from evolink.wa.message_send import NotConnected, SendError, SendResult
 from evolink.wire.proto.e2e_pb2 import Message
 
@@ -50,6 +50,7 @@ class MsgEngine(FakeEngine):
         self.chat_states: list[tuple[str, str, float]] = []
         self.read_receipts: list[tuple[str, list[str], str | None]] = []
         self.sent_event = asyncio.Event()
+        self.rejected: list[tuple[str, str]] = []
 
     def _live(self) -> None:
         if self.state != "open":
@@ -78,6 +79,10 @@ class MsgEngine(FakeEngine):
         self._live()
         self.read_receipts.append((chat, list(ids), participant))
 
+    async def reject_call(self, call_id: str, caller: str) -> None:
+        self._live()
+        self.rejected.append((call_id, caller))
+
     async def group_members(self, group: str) -> list[str]:
         self._live()
         return list(self.hub.members.get(group, []))
@@ -91,6 +96,9 @@ class MsgEngine(FakeEngine):
         m.messageContextInfo.messageSecret = b"\x01" * 32
         self.emit(MessageEvent(msg_id, chat, sender or chat, sender_pn, sender_lid, from_me, timestamp, push_name,
                                m))
+
+    def call(self, call_id: str, caller: str, status: str = "offer") -> None:
+        self.emit(CallEvent(call_id, caller, caller, status, 1_700_000_300, is_video=False))
 
     def receipt(self, kind: ReceiptType, chat: str, ids: list[str], sender: str | None = None) -> None:
         self.emit(ReceiptEvent(kind, kind.value, chat, sender or chat, tuple(ids), 1_700_000_200))

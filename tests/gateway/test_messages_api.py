@@ -37,6 +37,9 @@ async def linked(tmp_path: Path, receiver: Receiver, *names: str, hub: MsgHub | 
             await hub.latest(name).link(PHONE)
             await runtime(app, name).settle()
             assert runtime(app, name).state == "open"
+            after_open = runtime(app, name)._after_open
+            assert after_open is not None
+            await asyncio.wait_for(after_open, 5)
         yield client, app, hub
 
 
@@ -372,3 +375,142 @@ async def test_wrong_types_never_500(tmp_path: Path, receiver: Receiver, route: 
             resp = await client.post(route, json=body)
             assert resp.status_code == 400, (body, resp.text)
             assert resp.json()["status"] == 400
+
+
+# --------------------------------------------------------------------------- crash leftovers
+
+
+def _pending_row(app: FastAPI, name: str, msg_id: str, attempts: int, *, incoming: bool = False) -> Any:
+    from evolink.gateway import evolution_record as rec
+    from evolink.wire.proto.e2e_pb2 import Message
+
+    rt = runtime(app, name)
+    assert rt.messages is not None
+    m = Message()
+    m.conversation = "left over"
+    key = {"remoteJid": BOB_JID, "fromMe": not incoming, "id": msg_id}
+    record = rec.build(instance_id=rt.instance_id, key=key, push_name=None if incoming else rec.YOU,
+                       status="DELIVERY_ACK" if incoming else "PENDING", message=m, timestamp=1_700_000_000)
+    row = rt.messages.repo.build_row(rt.instance_id, record, send_state=None if incoming else "pending",
+                                     announced=not incoming)
+    row.send_attempts = attempts
+    return rt.messages.repo.insert(row)
+
+
+async def test_crash_leftovers_are_resent_once_and_announced(tmp_path: Path, receiver: Receiver) -> None:
+    """A send recorded but not acked before a crash goes out again once, with the same id; one that was
+    already retried becomes ERROR (never a third copy); an unannounced received row is announced."""
+    hub = MsgHub()
+    async with linked(tmp_path, receiver, hub=hub) as (_client, app, _):
+        await _pending_row(app, "a", "3EB0AAAAAAAAAAAAAAAAAA", 1)
+        await _pending_row(app, "a", "3EB0BBBBBBBBBBBBBBBBBB", 2)
+        await _pending_row(app, "a", "3A77777777777777777A", 0, incoming=True)
+    assert hub.latest("a").sent == []
+    async with running_gateway(make_settings(tmp_path), engine_factory=hub.factory) as (client, app):
+        await runtime(app, "a").settle()
+        task = runtime(app, "a")._after_open
+        assert task is not None and runtime(app, "a").state == "open"
+        await asyncio.wait_for(task, 5)
+        assert [(s.id, s.to, s.message.conversation) for s in hub.latest("a").sent] == [
+            ("3EB0AAAAAAAAAAAAAAAAAA", BOB_JID, "left over")]
+        await receiver.wait_for(lambda: bool(receiver.events("messages.upsert")) and any(
+            e["data"]["status"] == "ERROR" for e in receiver.events("messages.update")))
+        assert [e["data"]["key"]["id"] for e in receiver.events("messages.upsert")] == ["3A77777777777777777A"]
+        assert [e["data"]["key"]["id"] for e in receiver.events("send.message")] == ["3EB0AAAAAAAAAAAAAAAAAA"]
+        err = next(e["data"] for e in receiver.events("messages.update") if e["data"]["status"] == "ERROR")
+        assert err["keyId"] == "3EB0BBBBBBBBBBBBBBBBBB"
+        repo = runtime(app, "a").messages.repo  # type: ignore[union-attr]
+        iid = runtime(app, "a").instance_id
+        assert (await repo.get(iid, "3EB0AAAAAAAAAAAAAAAAAA")).send_state == "sent"  # type: ignore[union-attr]
+        assert (await repo.get(iid, "3EB0BBBBBBBBBBBBBBBBBB")).status == "ERROR"  # type: ignore[union-attr]
+        assert (await find(client))["messages"]["total"] == 3
+    # a second restart sends nothing again
+    async with running_gateway(make_settings(tmp_path), engine_factory=hub.factory) as (_client, app):
+        await runtime(app, "a").settle()
+        await asyncio.wait_for(runtime(app, "a")._after_open, 5)  # type: ignore[arg-type]
+        assert hub.latest("a").sent == []
+
+
+async def test_send_queue_spaces_sends_of_one_instance_only(tmp_path: Path, receiver: Receiver) -> None:
+    async with linked(tmp_path, receiver, "a", "b", EVOLINK_SEND_MIN_GAP_MS=400) as (client, _app, hub):
+        loop = asyncio.get_running_loop()
+        stamps: dict[str, list[float]] = {"a": [], "b": []}
+        for name in ("a", "b"):
+            engine = hub.latest(name)
+            original = engine.send_message
+
+            async def timed(*args: Any, _o: Any = original, _n: str = name, **kw: Any) -> Any:
+                stamps[_n].append(loop.time())
+                return await _o(*args, **kw)
+
+            engine.send_message = timed  # type: ignore[method-assign]
+        t0 = loop.time()
+        results = await asyncio.gather(*(client.post("/message/sendText/a", json={"number": BOB, "text": f"{i}"})
+                                         for i in range(3)),
+                                       client.post("/message/sendText/b", json={"number": BOB, "text": "b"}))
+        assert all(r.status_code == 201 for r in results)
+        gaps = [y - x for x, y in zip(stamps["a"], stamps["a"][1:], strict=False)]
+        assert len(gaps) == 2 and all(g >= 0.39 for g in gaps), gaps
+        assert stamps["b"][0] - t0 < 0.35  # instance b did not wait behind a's queue
+
+
+async def test_a_send_in_flight_is_not_a_crash_leftover(tmp_path: Path, receiver: Receiver) -> None:
+    hub = MsgHub()
+    async with linked(tmp_path, receiver, hub=hub) as (client, app, _):
+        hub.send_gate = asyncio.Event()
+        send = asyncio.create_task(client.post("/message/sendText/a", json={"number": BOB, "text": "slow ack"}))
+        rt = runtime(app, "a")
+        assert rt.messages is not None and rt.sender is not None
+        await asyncio.wait_for(_until(lambda: rt.sender is not None and bool(rt.sender._inflight)), 5)
+        pending = await rt.messages.repo.pending_sends(rt.instance_id)
+        assert len(pending) == 1  # recorded before it goes out
+        resender = asyncio.create_task(rt.sender.resend_pending())
+        hub.send_gate.set()
+        assert (await send).status_code == 201
+        assert await resender == 0
+        assert len(hub.latest("a").sent) == 1
+
+
+async def test_status_never_goes_back(tmp_path: Path, receiver: Receiver) -> None:
+    """A delivery receipt handled before the send's own server ack: the late SERVER_ACK is dropped."""
+    async with linked(tmp_path, receiver) as (client, app, hub):
+        hub.send_gate = asyncio.Event()
+        send = asyncio.create_task(client.post("/message/sendText/a", json={"number": BOB, "text": "fast phone"}))
+        engine = hub.latest("a")
+        rt = runtime(app, "a")
+        assert rt.sender is not None
+        await asyncio.wait_for(_until(lambda: bool(rt.sender and rt.sender._inflight)), 5)
+        mid = next(iter(rt.sender._inflight))
+        engine.receipt(ReceiptType.DELIVERED, BOB_JID, [mid])
+        await rt.settle()
+        hub.send_gate.set()
+        assert (await send).status_code == 201
+        await receiver.wait_for(lambda: bool(receiver.events("send.message")))
+        assert [e["data"]["status"] for e in receiver.events("messages.update")] == ["DELIVERY_ACK"]
+        rec = (await find(client, where={"key": {"id": mid}}))["messages"]["records"][0]
+        assert rec["MessageUpdate"] == [{"status": "DELIVERY_ACK"}]
+
+
+async def test_reject_call_and_msg_call(tmp_path: Path, receiver: Receiver) -> None:
+    async with linked(tmp_path, receiver) as (client, app, hub):
+        engine = hub.latest("a")
+        engine.call("CALL1", BOB_JID)  # settings off: only the CALL event
+        await runtime(app, "a").settle()
+        await receiver.wait_for(lambda: bool(receiver.events("call")))
+        assert engine.rejected == [] and engine.sent == []
+        first = receiver.events("call")[0]["data"]
+        assert first == {"chatId": BOB_JID, "from": BOB_JID, "id": "CALL1", "date": "2023-11-14T22:18:20.000Z",
+                         "offline": False, "status": "offer", "isVideo": False, "isGroup": False}
+        resp = await client.post("/settings/set/a", json={
+            "rejectCall": True, "msgCall": "I cannot take calls", "groupsIgnore": False, "alwaysOnline": False,
+            "readMessages": False, "readStatus": False, "syncFullHistory": False})
+        assert resp.status_code == 201, resp.text
+        engine.call("CALL2", BOB_JID)
+        engine.call("CALL2", BOB_JID, status="terminate")  # only offers are acted on
+        await runtime(app, "a").settle()
+        await receiver.wait_for(lambda: len(receiver.events("call")) == 3 and bool(receiver.events("messages.upsert")))
+        assert engine.rejected == [("CALL2", BOB_JID)]
+        assert [(s.to, s.message.conversation) for s in engine.sent] == [(BOB_JID, "I cannot take calls")]
+        up = receiver.events("messages.upsert")[0]["data"]
+        assert up["key"]["fromMe"] is True and up["message"]["conversation"] == "I cannot take calls"
+        assert not receiver.events("send.message")  # Evolution: msgCall is no SEND_MESSAGE

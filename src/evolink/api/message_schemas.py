@@ -85,6 +85,25 @@ def request_body(schema: dict[str, Any], required: bool = True) -> dict[str, Any
     return {"requestBody": {"required": required, "content": {"application/json": {"schema": schema}}}}
 
 
+class ErrorBody(BaseModel):
+    message: Any = Field(description="list of messages (schema failures: a list inside the list), or a string")
+
+
+class ErrorEnvelope(BaseModel):
+    """Evolution's error envelope."""
+
+    status: int
+    error: str
+    response: ErrorBody
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorEnvelope, "description": "invalid body, not open, not on WhatsApp, refused"},
+    401: {"model": ErrorEnvelope, "description": "missing or wrong apikey"},
+    404: {"model": ErrorEnvelope, "description": "unknown instance"},
+}
+
+
 class MessageKey(BaseModel):
     model_config = ConfigDict(extra="allow")
 

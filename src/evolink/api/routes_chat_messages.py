@@ -16,6 +16,7 @@ from evolink.api.auth import instance_guard
 from evolink.api.context import GatewayContext, get_context
 from evolink.api.errors import ApiError
 from evolink.api.message_schemas import (
+    ERRORS,
     FIND_MESSAGES,
     READ_MESSAGES,
     FindMessagesResponse,
@@ -34,7 +35,7 @@ DEFAULT_PAGE_SIZE = 50
 
 
 @router.post("/markMessageAsRead/{instanceName}", status_code=201, response_model=ReadMessagesResponse,
-             summary="Send read receipts", openapi_extra=request_body(READ_MESSAGES))
+             summary="Send read receipts", responses=ERRORS, openapi_extra=request_body(READ_MESSAGES))
 async def mark_as_read(request: Request, row: Instance = Depends(instance_guard),
                        ctx: GatewayContext = Depends(get_context)) -> JSONResponse:
     body = await json_body(request, READ_MESSAGES)
@@ -77,7 +78,7 @@ def message_filter(where: dict[str, Any]) -> MessageFilter:
 
 
 @router.post("/findMessages/{instanceName}", response_model=FindMessagesResponse,
-             summary="Stored messages, newest first, paginated", openapi_extra=request_body(FIND_MESSAGES, False))
+             summary="Stored messages, newest first, paginated", responses=ERRORS, openapi_extra=request_body(FIND_MESSAGES, False))
 async def find_messages(request: Request, row: Instance = Depends(instance_guard),
                         ctx: GatewayContext = Depends(get_context)) -> JSONResponse:
     body = await json_body(request, FIND_MESSAGES, optional=True)

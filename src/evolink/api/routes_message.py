@@ -19,7 +19,7 @@ from evolink.api.auth import instance_guard
 from evolink.api.context import GatewayContext, get_context
 from evolink.api.errors import ApiError
 from evolink.api.evo_schema import check
-from evolink.api.message_schemas import SEND_REACTION, SEND_TEXT, MessageRecordModel, request_body
+from evolink.api.message_schemas import ERRORS, SEND_REACTION, SEND_TEXT, MessageRecordModel, request_body
 from evolink.gateway.emoji import is_single_emoji
 from evolink.gateway.sending import InstanceSender, Quoted, SendRefused
 from evolink.store.models import Instance
@@ -56,7 +56,7 @@ def created(record: dict[str, Any]) -> JSONResponse:
 
 
 @router.post("/sendText/{instanceName}", status_code=201, response_model=MessageRecordModel,
-             summary="Send a text (1:1 or group)", openapi_extra=request_body(SEND_TEXT))
+             summary="Send a text (1:1 or group)", responses=ERRORS, openapi_extra=request_body(SEND_TEXT))
 async def send_text(request: Request, row: Instance = Depends(instance_guard),
                     ctx: GatewayContext = Depends(get_context)) -> JSONResponse:
     body = await json_body(request, SEND_TEXT)
@@ -77,7 +77,7 @@ async def send_text(request: Request, row: Instance = Depends(instance_guard),
 
 
 @router.post("/sendReaction/{instanceName}", status_code=201, response_model=MessageRecordModel,
-             summary="React to a message", openapi_extra=request_body(SEND_REACTION))
+             summary="React to a message", responses=ERRORS, openapi_extra=request_body(SEND_REACTION))
 async def send_reaction(request: Request, row: Instance = Depends(instance_guard),
                         ctx: GatewayContext = Depends(get_context)) -> JSONResponse:
     body = await json_body(request, SEND_REACTION)

@@ -52,6 +52,8 @@ RECEIPT_STATUS: dict[ReceiptType, str] = {
     ReceiptType.READ: rec.Status.READ, ReceiptType.READ_SELF: rec.Status.READ,
     ReceiptType.PLAYED: rec.Status.PLAYED, ReceiptType.PLAYED_SELF: rec.Status.PLAYED,
 }
+# A status never goes back: a server ack that is handled after the delivery receipt is dropped.
+_RANK = {rec.Status.SERVER_ACK: 1, rec.Status.DELIVERY_ACK: 2, rec.Status.READ: 3, rec.Status.PLAYED: 4}
 _SKIPPED_KINDS = {"protocolMessage", "unknown", "senderKeyDistributionMessage"}
 _DEDUP_SIZE = 4096
 
@@ -109,6 +111,7 @@ class InstanceMessages:
         self.hub = hub
         self.rt = runtime
         self._seen_updates: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._best: OrderedDict[str, int] = OrderedDict()  # key id -> highest status rank seen
 
     @property
     def repo(self) -> MessageRepo:
@@ -198,12 +201,19 @@ class InstanceMessages:
         dedup = (key_id, status)
         if dedup in self._seen_updates:
             return
+        rank = _RANK.get(status, 0)
+        if rank and rank < self._best.get(key_id, 0):
+            return
         row = await self.repo.add_update(self.rt.instance_id, key_id, status, participant=participant)
         if row is None:
             return  # Evolution drops updates of messages it does not have
         self._seen_updates[dedup] = None
         while len(self._seen_updates) > _DEDUP_SIZE:
             self._seen_updates.popitem(last=False)
+        if rank:
+            self._best[key_id] = max(rank, self._best.get(key_id, 0))
+            while len(self._best) > _DEDUP_SIZE:
+                self._best.popitem(last=False)
         if is_group(row.remote_jid):
             return
         data: dict[str, Any] = {"keyId": key_id, "remoteJid": row.remote_jid, "fromMe": row.from_me}

@@ -39,6 +39,7 @@ from evolink.gateway.sending import InstanceSender
 from evolink.gateway.webhooks import EventPublisher, InstanceRef
 from evolink.store import Store
 from evolink.wa.events import (
+    CallEvent,
     CloseEvent,
     CloseReason,
     ConnectingEvent,
@@ -510,6 +511,9 @@ class InstanceRuntime:
         elif isinstance(ev, (MessageEvent, ReceiptEvent)):
             if self.messages is not None:
                 await self.messages.on_event(ev)
+        elif isinstance(ev, CallEvent):
+            if self.sender is not None:
+                await self.sender.on_call(ev)
         elif isinstance(ev, LoggedOutEvent):
             self._set_state("close")
             await self._persist(connection_status="close")

@@ -24,23 +24,27 @@ import asyncio
 import logging
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf.json_format import ParseDict, ParseError
 
+from evolink.clock.base import iso_utc
 from evolink.gateway import evolution_record as rec
 from evolink.gateway.jid_rules import MalformedJid, check_jid, create_jid, is_group
-from evolink.gateway.messages import MESSAGES_UPDATE, SEND_MESSAGE, InstanceMessages
+from evolink.gateway.messages import MESSAGES_UPDATE, MESSAGES_UPSERT, SEND_MESSAGE, InstanceMessages
 from evolink.gateway.send_queue import SendQueue
 from evolink.store.message_models import MessageRow
 from evolink.store.message_repo import DuplicateMessage
 from evolink.wa import jids
 from evolink.wa.chatstate import ChatState
+from evolink.wa.events import CallEvent
 from evolink.wa.message_send import NotConnected, SendError
 from evolink.wire.proto.e2e_pb2 import Message
 
 log = logging.getLogger("evolink.gateway.sending")
 
+CALL = "call"
 CONNECTION_CLOSED = "Error: Connection Closed"
 TYPING_CYCLE = 20.0  # seconds of one composing/paused cycle (Evolution splits longer delays)
 
@@ -95,6 +99,7 @@ class InstanceSender:
         self.m = messages
         self.queue = SendQueue(messages.hub.send_min_gap)
         self._inflight: set[str] = set()  # ids this process is sending now (never "crash leftovers")
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def rt(self) -> Any:
@@ -175,15 +180,15 @@ class InstanceSender:
         for chat, ids in by_chat.items():
             try:
                 await engine.send_read_receipt(chat, ids)
-            except NotConnected:
-                raise SendRefused(500, "Read messages fail", CONNECTION_CLOSED) from None
+            except NotConnected:  # Evolution: 500 ["Read messages fail", …]; a closed socket is no 500 here
+                raise SendRefused(400, "Read messages fail", CONNECTION_CLOSED) from None
             except Exception as exc:
-                raise SendRefused(500, "Read messages fail", f"Error: {exc}") from None
+                raise SendRefused(400, "Read messages fail", f"Error: {exc}") from None
 
     # ------------------------------------------------------------------ the send itself
 
     async def _send(self, engine: Any, jid: str, number: str, msg: Message,
-                    context: dict[str, Any] | None) -> dict[str, Any]:
+                    context: dict[str, Any] | None, *, event: str = SEND_MESSAGE) -> dict[str, Any]:
         hub = self.m.hub
         own = getattr(self.rt, "wuid", None)
         msg_id = jids.message_id(own, hub.clock.time())
@@ -205,7 +210,7 @@ class InstanceSender:
             await self._wire(engine, row, jid, number, msg)
         finally:
             self._inflight.discard(msg_id)
-        await hub.publisher.publish(self.rt.ref, SEND_MESSAGE, record)
+        await hub.publisher.publish(self.rt.ref, event, record)
         await hub.notify("outgoing", record)
         await self.m.record_update(msg_id, rec.Status.SERVER_ACK)
         return record
@@ -264,6 +269,41 @@ class InstanceSender:
         own = getattr(self.rt, "wuid", None)
         author = own if from_me and own else (participant or remote or chat)
         return q.id, author, quoted_msg, remote
+
+    # ------------------------------------------------------------------ calls
+
+    async def on_call(self, ev: CallEvent) -> None:
+        """``rejectCall`` rejects an offer; a non-blank ``msgCall`` is sent to the caller (announced as
+        ``MESSAGES_UPSERT`` ``fromMe``, no ``SEND_MESSAGE``, as Evolution); ``CALL`` is emitted either way."""
+        setting = await self.m.settings()
+        engine = self.rt.engine
+        if ev.status == "offer" and setting is not None and engine is not None and self.rt.state == "open":
+            if setting.reject_call:
+                try:
+                    await engine.reject_call(ev.call_id, ev.caller)
+                except Exception as exc:
+                    log.info("call not rejected: %s", exc, extra={"instance": self.rt.name})
+            if setting.msg_call.strip():
+                task = asyncio.create_task(self._answer_call(engine, ev.caller, setting.msg_call),
+                                           name=f"msgcall-{self.rt.name}")
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        data: dict[str, Any] = {"chatId": ev.chat, "from": ev.caller, "id": ev.call_id,
+                                "date": iso_utc(datetime.fromtimestamp(ev.timestamp, UTC)),
+                                "offline": ev.offline, "status": ev.status}
+        if ev.status == "offer":
+            data.update(isVideo=ev.is_video, isGroup=ev.is_group)
+            if ev.group_jid:
+                data["groupJid"] = ev.group_jid
+        await self.m.hub.publisher.publish(self.rt.ref, CALL, data)
+
+    async def _answer_call(self, engine: Any, caller: str, text: str) -> None:
+        msg = Message()
+        msg.conversation = text
+        try:
+            await self._send(engine, check_jid(jids.non_ad(caller)), caller, _secret(msg), None, event=MESSAGES_UPSERT)
+        except (SendRefused, MalformedJid) as exc:
+            log.info("msgCall answer not sent: %s", exc, extra={"instance": self.rt.name})
 
     # ------------------------------------------------------------------ after a crash
 

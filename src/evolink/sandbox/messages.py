@@ -22,6 +22,8 @@ answers ``<ack class="message" id from=<to> t>``; a refused stanza gets the same
   ``<participants>`` (if any) **followed by** the ``skmsg`` (Baileys fails a skmsg placed before
   the SKDM that carries its key); ``from`` = the group, ``participant`` = S in the group's
   namespace, ``participant_pn`` / ``participant_lid``, ``addressing_mode``.
+- Every delivered copy carries ``notify`` = the sender account's push name when it has one (a phone
+  created through the admin API is "Phone <last 4 digits>"), as WhatsApp stamps push names.
 - ``phash`` (whatsmeow sends it on group messages): compared with the hash of the group's device
   list; on a mismatch the ack carries the server's ``phash`` so the client refreshes its cache.
 - ``<enc>`` attributes and bytes are never touched; ``edit`` and ``category`` are copied.
@@ -152,8 +154,11 @@ def _route_direct(router: Router, sender: Address, node: Node, now: int) -> None
     ns_lid = chat.lid_form
     from_jid = sender.jid(ns_lid)
     chat_user = chat.jid(with_device=False)
+    notify = sv.push_names.get(sender.phone)
     for addr, encs in deliveries:
         attrs = {"from": from_jid, **_base_attrs(node, now)}
+        if notify:
+            attrs["notify"] = notify
         if addr.phone == sender.phone and chat.phone != sender.phone:
             attrs["recipient"] = chat_user
             attrs["peer_recipient_lid" if not ns_lid else "peer_recipient_pn"] = chat.alternate_user_jid
@@ -197,6 +202,8 @@ def _route_group(router: Router, sender: Address, node: Node, gid: str, now: int
     base = {"from": group.jid, "participant": sender_jid, "addressing_mode": group.addressing_mode,
             "participant_pn" if lid_mode else "participant_lid": sender.jid(not lid_mode, with_device=False),
             **_base_attrs(node, now)}
+    if sv.push_names.get(sender.phone):
+        base["notify"] = sv.push_names[sender.phone]
     for addr in targets:
         if addr.phone == sender.phone and addr.device == sender.device:
             continue

@@ -230,6 +230,7 @@ class Sandbox(MessagingControls):
         account = KeyPair.generate()
         record = self.store.create_phone(number, account.private, account.public, self.clock.unix())
         self.phone_keys.ensure(number, account.private)
+        self.router.sv.push_names[number] = f"Phone {number[-4:]}"  # what messages from it carry as notify
         log.info("phone created", extra={"phone": number})
         return {**record.to_json(), "devices": []}
 

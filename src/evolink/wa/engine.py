@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable
 
 from evolink.clock.base import Clock, SystemClock
 from evolink.clock.base import elapsed as default_elapsed
-from evolink.wa import plaintext, receipts_out
+from evolink.wa import call, plaintext, receipts_out
 from evolink.wa.bus import Callback, EventBus
 from evolink.wa.chatstate import ChatState, chatstate_node
 from evolink.wa.config import EngineConfig
@@ -242,6 +242,16 @@ class Engine:
         except ConnectionLost as exc:
             raise NotConnected(f"Connection Closed: {exc}") from None
         return members
+
+    async def reject_call(self, call_id: str, caller: str) -> None:
+        """Reject an incoming call offer (Baileys ``rejectCall``); NotConnected if down."""
+        conn = self.live_connection()
+        if conn is None or not conn.creds.me_jid:
+            raise NotConnected(f"Connection Closed: the engine is {self._state}, not open")
+        try:
+            await conn.send(call.reject_node(conn.creds.me_jid, call_id, caller, conn.next_id()))
+        except ConnectionLost as exc:
+            raise NotConnected(f"Connection Closed: {exc}") from None
 
     async def send_chat_state(self, to: str, state: ChatState) -> None:
         """Typing indicator for a chat (``composing`` / ``recording`` / ``paused``); NotConnected if down."""

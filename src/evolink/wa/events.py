@@ -152,6 +152,23 @@ class UndecryptableEvent:
     retry_count: int
 
 
+@dataclass(frozen=True, slots=True)
+class CallEvent:
+    """A ``<call>`` from the server, as Baileys reports it (``offer``, ``accept``, ``reject``,
+    ``terminate``/``timeout``…). ``caller`` is the calling user (``from`` of the call child, else its
+    ``call-creator``); ``chat`` is the stanza's ``from``."""
+
+    call_id: str
+    chat: str
+    caller: str
+    status: str
+    timestamp: int
+    offline: bool = False
+    is_video: bool = False
+    is_group: bool = False
+    group_jid: str | None = None
+
+
 EngineEvent = (
     QrEvent
     | PairingCodeEvent
@@ -164,4 +181,5 @@ EngineEvent = (
     | MessageEvent
     | ReceiptEvent
     | UndecryptableEvent
+    | CallEvent
 )

@@ -25,6 +25,7 @@ from evolink.api.chat_schemas import (
 )
 from evolink.api.context import GatewayContext, get_context
 from evolink.api.errors import ApiError
+from evolink.api.message_schemas import ERRORS
 from evolink.gateway.chats import chat_json, contact_json
 from evolink.gateway.groups import Groups, InstanceNotOpen
 from evolink.gateway.lookup import whatsapp_numbers
@@ -77,7 +78,7 @@ def _range(r: TimestampRange | None) -> tuple[int | None, int | None]:
 
 
 @router.post("/whatsappNumbers/{instanceName}", response_model=list[OnWhatsAppOut],
-             response_model_exclude_unset=True, summary="Which numbers (and groups) are on WhatsApp")
+             response_model_exclude_unset=True, summary="Which numbers (and groups) are on WhatsApp", responses=ERRORS)
 async def whatsapp_numbers_route(body: WhatsAppNumbersBody, row: Instance = Depends(instance_guard),
                                  ctx: GatewayContext = Depends(get_context)) -> list[dict[str, Any]]:
     groups = await instance_groups(ctx, row)
@@ -88,7 +89,7 @@ async def whatsapp_numbers_route(body: WhatsAppNumbersBody, row: Instance = Depe
 
 
 @router.post("/findChats/{instanceName}", response_model=list[ChatOut], response_model_exclude_unset=True,
-             summary="Chats with their last message (newest first)")
+             summary="Chats with their last message (newest first)", responses=ERRORS)
 async def find_chats(body: FindChatsBody | None = Body(None), row: Instance = Depends(instance_guard),
                      ctx: GatewayContext = Depends(get_context)) -> list[dict[str, Any]]:
     body = body or FindChatsBody()
@@ -100,7 +101,7 @@ async def find_chats(body: FindChatsBody | None = Body(None), row: Instance = De
     return [chat_json(v, row.id, now) for v in views]
 
 
-@router.post("/findContacts/{instanceName}", response_model=list[ContactOut], summary="Stored contacts")
+@router.post("/findContacts/{instanceName}", response_model=list[ContactOut], summary="Stored contacts", responses=ERRORS)
 async def find_contacts(body: FindContactsBody | None = Body(None), row: Instance = Depends(instance_guard),
                         ctx: GatewayContext = Depends(get_context)) -> list[dict[str, Any]]:
     body = body or FindContactsBody()

@@ -18,6 +18,7 @@ from evolink.api.auth import instance_guard
 from evolink.api.chat_schemas import CreateGroupBody, GroupInfoOut, GroupMetadataOut
 from evolink.api.context import GatewayContext, get_context
 from evolink.api.errors import ApiError
+from evolink.api.message_schemas import ERRORS
 from evolink.api.routes_chats import instance_groups
 from evolink.gateway.groups import GroupFailure
 from evolink.store.models import Instance
@@ -28,7 +29,7 @@ _GROUP_JID = re.compile(r"^[\d-]+@g\.us$")
 
 
 @router.post("/create/{instanceName}", status_code=201, response_model=GroupMetadataOut,
-             response_model_exclude_unset=True, summary="Create a group (participants not on WhatsApp are dropped)")
+             response_model_exclude_unset=True, summary="Create a group (participants not on WhatsApp are dropped)", responses=ERRORS)
 async def create_group(body: CreateGroupBody, row: Instance = Depends(instance_guard),
                        ctx: GatewayContext = Depends(get_context)) -> dict[str, Any]:
     groups = await instance_groups(ctx, row)
@@ -40,7 +41,7 @@ async def create_group(body: CreateGroupBody, row: Instance = Depends(instance_g
 
 
 @router.get("/fetchAllGroups/{instanceName}", response_model=list[GroupInfoOut], response_model_exclude_unset=True,
-            summary="Every group the account participates in")
+            summary="Every group the account participates in", responses=ERRORS)
 async def fetch_all_groups(getParticipants: str | None = None, row: Instance = Depends(instance_guard),
                            ctx: GatewayContext = Depends(get_context)) -> list[dict[str, Any]]:
     if not getParticipants:
@@ -56,7 +57,7 @@ async def fetch_all_groups(getParticipants: str | None = None, row: Instance = D
 
 
 @router.get("/findGroupInfos/{instanceName}", response_model=GroupInfoOut, response_model_exclude_unset=True,
-            summary="One group's metadata (always with participants)")
+            summary="One group's metadata (always with participants)", responses=ERRORS)
 async def find_group_infos(groupJid: str | None = None, row: Instance = Depends(instance_guard),
                            ctx: GatewayContext = Depends(get_context)) -> dict[str, Any]:
     if not groupJid:

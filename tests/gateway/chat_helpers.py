@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from gw_helpers import Receiver, create_instance, make_settings, running_gateway
+from fastapi import FastAPI
+from gw_helpers import PG_URL, Receiver, _pg_schema, create_instance, make_settings, running_gateway
 
 from evolink.gateway.engine_factory import real_engine_factory
 from evolink.sandbox.server import Sandbox
@@ -24,14 +27,31 @@ async def sandbox() -> AsyncIterator[Sandbox]:
         yield sb
 
 
-def gateway(tmp_path: Path, sb: Sandbox) -> Any:
+@contextlib.asynccontextmanager
+async def gateway(tmp_path: Path, sb: Sandbox, provider: str = "sqlite"
+                  ) -> AsyncIterator[tuple[httpx.AsyncClient, FastAPI]]:
+    """The gateway on the real engine; ``provider="postgresql"`` uses a fresh schema of the local server."""
+    extra: dict[str, Any] = {}
+    schema = None
+    if provider == "postgresql":
+        schema = f"evolink_chats_{uuid.uuid4().hex[:10]}"
+        try:
+            await _pg_schema("create", schema)
+        except OSError as exc:  # pragma: no cover - depends on the host
+            pytest.skip(f"PostgreSQL at 127.0.0.1:5432 not reachable: {exc}")
+        extra = {"DATABASE_PROVIDER": "postgresql", "DATABASE_CONNECTION_URI": PG_URL}
     settings = make_settings(tmp_path, WA_WEBSOCKET_URL=sb.ws_url, WA_ROOT_PUBLIC_KEY=sb.root_public_key,
-                             CONNECT_WAIT_SECONDS=10)
+                             CONNECT_WAIT_SECONDS=10, **extra)
     engines = real_engine_factory(ws_url=sb.ws_url, root_public_key=bytes.fromhex(sb.root_public_key),
                                   phone_client="Evolution API", phone_name="Chrome",
                                   overrides={"qr_first_ttl": 1.0, "qr_next_ttl": 0.5, "reconnect_base": 0.05,
                                              "reconnect_cap": 0.5})
-    return running_gateway(settings, engine_factory=engines)
+    try:
+        async with running_gateway(settings, engine_factory=engines, db_schema=schema) as (client, app):
+            yield client, app
+    finally:
+        if schema is not None:
+            await _pg_schema("drop", schema)
 
 
 async def link(client: httpx.AsyncClient, sb: Sandbox, receiver: Receiver, name: str, phone: str) -> None:

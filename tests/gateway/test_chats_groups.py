@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from chat_helpers import BOB, CAROL, NOBODY, PHONE, link, sandbox
 from chat_helpers import gateway as _gateway
 from gw_helpers import Receiver, create_instance
@@ -121,8 +122,10 @@ BAD_INPUT: list[tuple[str, str, Any, dict[str, str] | None, int]] = [
 ]
 
 
-async def test_bad_input_and_closed_instance_get_evolution_envelopes(tmp_path: Path, sandbox: Sandbox) -> None:
-    async with _gateway(tmp_path, sandbox) as (client, _):
+@pytest.mark.parametrize("provider", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def test_bad_input_and_closed_instance_get_evolution_envelopes(tmp_path: Path, sandbox: Sandbox,
+                                                                     provider: str) -> None:
+    async with _gateway(tmp_path, sandbox, provider) as (client, _):
         await create_instance(client, "acc")  # never connected: closed
         for method, path, body, params, status in BAD_INPUT:
             resp = await client.request(method, path, json=body, params=params)
@@ -155,10 +158,11 @@ async def test_bad_input_and_closed_instance_get_evolution_envelopes(tmp_path: P
         assert sandbox.list_groups() == []  # nothing created half-way
 
 
+@pytest.mark.parametrize("provider", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 async def test_published_message_records_feed_chats_and_contacts(tmp_path: Path, sandbox: Sandbox,
-                                                                 receiver: Receiver) -> None:
+                                                                 receiver: Receiver, provider: str) -> None:
     """Whatever code publishes MESSAGES_UPSERT / SEND_MESSAGE, findChats and findContacts follow."""
-    async with _gateway(tmp_path, sandbox) as (client, app):
+    async with _gateway(tmp_path, sandbox, provider) as (client, app):
         created = await create_instance(client, "acc", receiver.url)
         ctx = app.state.gateway
         rt = await ctx.manager.get("acc")

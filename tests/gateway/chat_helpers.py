@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
@@ -11,7 +12,15 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from gw_helpers import PG_URL, Receiver, _pg_schema, create_instance, make_settings, running_gateway
+from gw_helpers import (
+    GLOBAL_KEY,
+    PG_URL,
+    Receiver,
+    _pg_schema,
+    create_instance,
+    make_settings,
+    running_gateway,
+)
 
 from evolink.gateway.engine_factory import real_engine_factory
 from evolink.sandbox.server import Sandbox
@@ -66,3 +75,32 @@ async def link(client: httpx.AsyncClient, sb: Sandbox, receiver: Receiver, name:
     await receiver.wait_for(opened, 15)
 
 
+
+
+@contextlib.asynccontextmanager
+async def http_gateway(tmp_path: Path, sb: Sandbox) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
+    """The same gateway on a real loopback port (uvicorn), for clients with their own HTTP stack."""
+    import uvicorn
+
+    from evolink.api.apikey import ApiKey
+    from evolink.api.app import create_app
+
+    settings = make_settings(tmp_path, WA_WEBSOCKET_URL=sb.ws_url, WA_ROOT_PUBLIC_KEY=sb.root_public_key,
+                             CONNECT_WAIT_SECONDS=10)
+    engines = real_engine_factory(ws_url=sb.ws_url, root_public_key=bytes.fromhex(sb.root_public_key),
+                                  phone_client="Evolution API", phone_name="Chrome",
+                                  overrides={"qr_first_ttl": 1.0, "qr_next_ttl": 0.5})
+    app = create_app(settings, engine_factory=engines, clock_guard=None, api_key=ApiKey(GLOBAL_KEY, "env"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)  # uvicorn exposes no readiness event
+        base = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+        async with httpx.AsyncClient(base_url=base, headers={"apikey": GLOBAL_KEY}, timeout=30) as client:
+            yield client, base
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)

@@ -233,8 +233,8 @@ async def test_lost_sessions_heal_through_retry_receipts_both_ways(sandbox: Sand
 
 async def test_reactions_contact_lookup_and_group_create_with_baileys(sandbox: Sandbox, make_engine: EngineFactory,
                                                                       drivers: Start, tmp_path: Path) -> None:
+    from evolink.wa.contacts import on_whatsapp
     from evolink.wa.groups import create_group
-    from evolink.wa.onwhatsapp import on_whatsapp
     from evolink.wa.reactions import send_reaction
 
     engine, rec, drv = await both(sandbox, make_engine, drivers, tmp_path)
@@ -256,15 +256,15 @@ async def test_reactions_contact_lookup_and_group_create_with_baileys(sandbox: S
 
     # A group the engine creates: Baileys sees it and both write to it.
     info = await create_group(engine, "evolink made this", [alice, f"{CAROL}@s.whatsapp.net"])
-    await drv.command("group", jid=info.jid, tag="meta")
+    await drv.command("group", jid=info.id, tag="meta")
     meta = (await drv.expect("group", tag="meta"))["metadata"]
     assert meta["subject"] == "evolink made this" and len(meta["participants"]) == 3
-    sent = await engine.send_text(info.jid, "welcome")
+    sent = await engine.send_text(info.id, "welcome")
     welcome = (await baileys_texts(drv, 1, "welcome"))[0]
-    assert welcome["id"] == sent.id and welcome["remoteJid"] == info.jid
-    await drv.command("send", to=info.jid, text="thanks", tag="th")
+    assert welcome["id"] == sent.id and welcome["remoteJid"] == info.id
+    await drv.command("send", to=info.id, text="thanks", tag="th")
     back = await rec.wait(MessageEvent, lambda e: text_of(e) == "thanks", within=20)
-    assert back.chat == info.jid
+    assert back.chat == info.id
     assert not rec.of(UndecryptableEvent) and not drv.seen("undecryptable")
 
 

@@ -20,8 +20,10 @@ from evolink.api.health import router as health_router
 from evolink.api.limits import MESSAGE_PREFIX, BodyLimitMiddleware, BodyLimits
 from evolink.api.metrics import METRICS_VARIABLES, create_metrics_router
 from evolink.api.routes_chat_messages import router as chat_messages_router
+from evolink.api.routes_chats import router as chats_router
 from evolink.api.routes_config import router as config_router
 from evolink.api.routes_events import router as events_router
+from evolink.api.routes_group import router as group_router
 from evolink.api.routes_instance import router as instance_router
 from evolink.api.routes_integrations import router as integrations_router
 from evolink.api.routes_message import router as message_router
@@ -41,10 +43,13 @@ from evolink.gateway import (
     observe,
     stored_webhook,
 )
+from evolink.gateway.chat_feed import ChatFeed
+from evolink.gateway.chats import ChatBook
 from evolink.gateway.messages import MessageHub
 from evolink.gateway.observe import LinkRefusal, allow_all
 from evolink.gateway.proxy import ProxySpec, global_proxy
 from evolink.store import Store, normalise_postgres_url, open_database, sqlite_url
+from evolink.store.chats_repo import ChatStore
 from evolink.store.creds_key import prepare_creds_key
 from evolink.store.keyfile import secure_data_dir
 from evolink.store.message_repo import MessageRepo
@@ -136,6 +141,9 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
             lookup_webhook=lookup)
         if not settings.SERVER_DISABLE_MANAGER:
             routes_manager.attach(app, publisher)
+        chat_feed = ChatFeed(ChatBook(ChatStore(db, creds_key.cipher, the_clock.now), publisher))
+        publisher.listeners.append(chat_feed.listener)  # chats/contacts follow every message record
+        app.state.chat_feed = chat_feed
         worker = DeliveryWorker(store, retry_policy(settings), publisher.wake,
                                 timeout=settings.WEBHOOK_REQUEST_TIMEOUT_MS / 1000, client=http_client,
                                 clock=the_clock, retention=settings.EVOLINK_OUTBOX_DELIVERED_RETENTION_SECONDS,
@@ -164,6 +172,7 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
                 lambda report: manager.announce_clock_step(report.to_dict()))
             clock_guard.start()
         worker.start()
+        chat_feed.start()
         if clock_guard is not None:
             rows = await store.list_instances(client_name=settings.DATABASE_CONNECTION_CLIENT_NAME)
             resuming = any(r.connection_status in ("open", "connecting") for r in rows)
@@ -181,6 +190,7 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
             if stop_step_events is not None:
                 stop_step_events()
             await manager.shutdown()
+            await chat_feed.stop()
             await worker.stop()
             if clock_guard is not None:
                 await clock_guard.stop()
@@ -200,6 +210,8 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
     app.include_router(integrations_router)
     app.include_router(proxy_router)
     app.include_router(instance_router)
+    app.include_router(chats_router)
+    app.include_router(group_router)
     app.include_router(message_router)
     app.include_router(chat_messages_router)
     app.include_router(health_router)

@@ -1,21 +1,31 @@
-"""Groups over ``iq xmlns="w:g2"``: create a group and read its metadata (Baileys 7 ``groupCreate``
-/ ``groupMetadata``).
+"""Groups over ``iq xmlns="w:g2"``: create, the groups we participate in, one group's metadata.
 
-Create: ``<iq to="@g.us" type="set" xmlns="w:g2"><create subject key><participant jid/>…``; the
-answer carries the new ``<group>`` like a metadata query does. Participants are named as the caller
-gives them (PN or LID user JIDs); the creator is implicit. The metadata's participants are listed
-in the group's addressing namespace with the other one as an attribute (``phone_number`` on LID
-groups, ``lid`` on PN groups); those pairs are learnt for Signal addressing.
+Stanzas as Baileys 7.0.0-rc14 sends them (``groups.ts``):
+
+- create: ``<iq to="@g.us" type="set" xmlns="w:g2"><create subject key><participant jid/>…</create>``
+  (``key`` is a fresh message id; the server answers ``<group>``);
+- all participating: ``<iq to="@g.us" type="get" xmlns="w:g2"><participating><participants/>
+  <description/></participating>`` → ``<groups><group>…</groups>``;
+- metadata: ``<iq to=<group jid> type="get" xmlns="w:g2"><query request="interactive"/>``.
+
+``parse_group`` follows Baileys' ``extractGroupMetadata``: ``<group id>`` carries the user part
+**without** ``@g.us``; ``s_o``/``s_t`` are the subject's owner and time, ``creator`` the owner; in
+``lid`` addressing mode participants are LID JIDs with ``phone_number``, else PN JIDs with ``lid``;
+``type`` is ``admin``/``superadmin``; flags are the presence of ``locked``, ``announcement``,
+``parent``, ``default_sub_group``, ``membership_approval_mode``; ``<member_add_mode>`` text
+``all_member_add`` means any member may add. Learnt PN↔LID pairs go to the messaging state, as the
+send path does.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from evolink.wa import jids
 from evolink.wa.connection import ConnectionLost, IqError, QueryTimeout
-from evolink.wa.message_send import NotConnected, SendError
+from evolink.wa.message_send import NotConnected
 from evolink.wire.binary import Node
 from evolink.wire.errors import DecodeError
 
@@ -23,87 +33,253 @@ if TYPE_CHECKING:
     from evolink.wa.engine import Engine
     from evolink.wa.messaging import Messaging
 
-MAX_SUBJECT = 100
-MAX_PARTICIPANTS = 1024
+log = logging.getLogger("evolink.wa.groups")
+
+GROUP_SERVER_JID = "@g.us"
+MAX_SUBJECT = 100  # WhatsApp's subject limit (characters)
+
+
+class GroupError(Exception):
+    """The server refused or did not answer a group query (``code`` = its error code, 0 if none)."""
+
+    def __init__(self, message: str, code: int = 0) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True, slots=True)
-class Participant:
-    jid: str  # in the group's addressing namespace
-    phone_number: str | None
-    lid: str | None
-    admin: str | None  # "admin" | "superadmin" | None
+class GroupParticipant:
+    id: str  # in the group's addressing namespace
+    phone_number: str | None = None  # PN JID of a LID participant
+    lid: str | None = None  # LID JID of a PN participant
+    admin: str | None = None  # "admin" | "superadmin" | None
 
 
 @dataclass(frozen=True, slots=True)
-class GroupInfo:
-    jid: str
+class GroupMetadata:
+    id: str  # full JID (…@g.us)
     subject: str
-    owner: str | None
-    creation: int
-    addressing_mode: str  # "lid" | "pn"
-    participants: tuple[Participant, ...]
+    addressing_mode: str  # "pn" | "lid"
+    subject_owner: str | None = None
+    subject_owner_pn: str | None = None
+    subject_time: int | None = None
+    creation: int | None = None
+    owner: str | None = None
+    owner_pn: str | None = None
+    owner_country_code: str | None = None
+    desc: str | None = None
+    desc_id: str | None = None
+    desc_owner: str | None = None
+    desc_time: int | None = None
+    linked_parent: str | None = None
+    restrict: bool = False
+    announce: bool = False
+    is_community: bool = False
+    is_community_announce: bool = False
+    join_approval_mode: bool = False
+    member_add_mode: bool = False
+    ephemeral_duration: int | None = None
+    participants: tuple[GroupParticipant, ...] = ()
+
+    @property
+    def size(self) -> int:
+        return len(self.participants)
 
 
-def parse_group(reply: Node, m: Messaging | None = None) -> GroupInfo:
-    group = reply.child("group")
-    if group is None:
-        raise SendError("w:g2 answer without <group>")
-    a = group.attrs
+# ---------------------------------------------------------------------------------- stanzas
+
+
+def create_query(subject: str, participants: list[str], key: str) -> Node:
+    return Node("iq", {"to": GROUP_SERVER_JID, "type": "set", "xmlns": "w:g2"}, [
+        Node("create", {"subject": subject, "key": key}, [Node("participant", {"jid": p}) for p in participants]),
+    ])
+
+
+def participating_query() -> Node:
+    return Node("iq", {"to": GROUP_SERVER_JID, "type": "get", "xmlns": "w:g2"}, [
+        Node("participating", {}, [Node("participants"), Node("description")]),
+    ])
+
+
+def metadata_query(group: str) -> Node:
+    return Node("iq", {"to": group, "type": "get", "xmlns": "w:g2"}, [Node("query", {"request": "interactive"})])
+
+
+# ---------------------------------------------------------------------------------- parsing
+
+
+def _int(value: str | None) -> int | None:
+    return int(value) if value is not None and value.isdigit() else None
+
+
+def _jid(value: str | None) -> str | None:
+    return value if value and "@" in value else None
+
+
+def _text(node: Node | None) -> str | None:
+    if node is None:
+        return None
+    c = node.content
+    if isinstance(c, bytes):
+        return c.decode("utf-8", "replace")
+    return c if isinstance(c, str) else None
+
+
+def group_jid(group_id: str) -> str:
+    """``<group id>`` is the user part; a full JID is kept as it is."""
+    return group_id if "@" in group_id else f"{group_id}@{jids.GROUP_SERVER}"
+
+
+def parse_group(node: Node) -> GroupMetadata:
+    """One ``<group>`` element → ``GroupMetadata`` (``GroupError`` when it has no id)."""
+    a = node.attrs
     gid = a.get("id", "")
     if not gid:
-        raise SendError("w:g2 <group> without id")
-    members = []
-    for p in group.children("participant"):
-        jid = p.attrs.get("jid", "")
-        if "@" not in jid:
+        raise GroupError("group metadata without an id")
+    lid_mode = a.get("addressing_mode") == "lid"
+    participants = []
+    for p in node.children("participant"):
+        pjid = _jid(p.attrs.get("jid"))
+        if pjid is None:
             continue
-        pn = p.attrs.get("phone_number") or (None if jids.is_lid(jid) else jid)
-        lid = jid if jids.is_lid(jid) else p.attrs.get("lid")
-        if m is not None:
-            m.learn_pair(pn, lid)
-        members.append(Participant(jid, pn, lid, p.attrs.get("type") or None))
-    creation = a.get("creation", "")
-    return GroupInfo(gid if "@" in gid else f"{gid}@{jids.GROUP_SERVER}", a.get("subject", ""),
-                     a.get("creator") or None, int(creation) if creation.isdigit() else 0,
-                     "lid" if a.get("addressing_mode") == "lid" else "pn", tuple(members))
+        participants.append(GroupParticipant(
+            id=pjid,
+            phone_number=_jid(p.attrs.get("phone_number")) if jids.is_lid(pjid) else None,
+            lid=_jid(p.attrs.get("lid")) if not jids.is_lid(pjid) else None,
+            admin=p.attrs.get("type") or None))
+    desc = node.child("description")
+    body = desc.child("body") if desc is not None else None
+    ephemeral = node.child("ephemeral")
+    add_mode = node.child("member_add_mode")
+    parent = node.child("linked_parent")
+    return GroupMetadata(
+        id=group_jid(gid), subject=a.get("subject", ""), addressing_mode="lid" if lid_mode else "pn",
+        subject_owner=_jid(a.get("s_o")), subject_owner_pn=_jid(a.get("s_o_pn")), subject_time=_int(a.get("s_t")),
+        creation=_int(a.get("creation")), owner=_jid(a.get("creator")), owner_pn=_jid(a.get("creator_pn")),
+        owner_country_code=a.get("creator_country_code") or None,
+        desc=_text(body),
+        desc_id=desc.attrs.get("id") if desc is not None else None,
+        desc_owner=_jid(desc.attrs.get("participant")) if desc is not None else None,
+        desc_time=_int(desc.attrs.get("t")) if desc is not None else None,
+        linked_parent=_jid(parent.attrs.get("jid")) if parent is not None else None,
+        restrict=node.child("locked") is not None, announce=node.child("announcement") is not None,
+        is_community=node.child("parent") is not None,
+        is_community_announce=node.child("default_sub_group") is not None,
+        join_approval_mode=node.child("membership_approval_mode") is not None,
+        member_add_mode=_text(add_mode) == "all_member_add",
+        ephemeral_duration=_int(ephemeral.attrs.get("expiration")) if ephemeral is not None else None,
+        participants=tuple(participants))
 
 
-async def _query(engine: Engine, node: Node, what: str) -> GroupInfo:
+def parse_participating(reply: Node) -> list[GroupMetadata]:
+    groups = reply.child("groups")
+    if groups is None:
+        raise GroupError("participating reply without <groups>")
+    out = []
+    for g in groups.children("group"):
+        try:
+            out.append(parse_group(g))
+        except GroupError as exc:
+            log.warning("group skipped: %s", exc)
+    return out
+
+
+def learn_pairs(m: Messaging, group: GroupMetadata) -> None:
+    for p in group.participants:
+        if p.phone_number:
+            m.learn_pair(p.phone_number, p.id)
+        elif p.lid:
+            m.learn_pair(p.id, p.lid)
+
+
+def normalise_group_jid(group: str) -> str:
+    """``120363…`` or ``120363…@g.us`` → the group JID (``GroupError`` for anything else)."""
+    candidate = group_jid(group.strip())
+    try:
+        j = jids.parse(candidate)
+    except DecodeError:
+        raise GroupError(f"not a group JID: {group[:64]!r}", 400) from None
+    if j.server != jids.GROUP_SERVER or not j.user or not all(c.isdigit() or c == "-" for c in j.user):
+        raise GroupError(f"not a group JID: {group[:64]!r}", 400)
+    return f"{j.user}@{j.server}"
+
+
+# ---------------------------------------------------------------------------------- engine calls
+
+
+async def _query(engine: Engine, node: Node, within: float | None) -> Node:
     conn = engine.live_connection()
     if conn is None:
         raise NotConnected(f"Connection Closed: the engine is {engine.state}, not open")
     try:
-        reply = await conn.query(node)
+        return await conn.query(node, within=within)
     except ConnectionLost as exc:
         raise NotConnected(f"Connection Closed: {exc}") from None
-    except (IqError, QueryTimeout) as exc:
-        raise SendError(f"{what} failed: {exc}") from None
-    return parse_group(reply, engine.messaging)
+    except IqError as exc:
+        raise GroupError(exc.text, exc.code) from None
+    except QueryTimeout as exc:
+        raise GroupError(str(exc), 408) from None
 
 
-async def create_group(engine: Engine, subject: str, participants: list[str]) -> GroupInfo:
-    """Create a group with us as superadmin; ``SendError`` when the server refuses."""
-    if not 0 < len(subject) <= MAX_SUBJECT:
-        raise ValueError(f"subject must be 1..{MAX_SUBJECT} characters")
-    if len(participants) > MAX_PARTICIPANTS:
-        raise ValueError(f"at most {MAX_PARTICIPANTS} participants")
-    try:
-        members = list(dict.fromkeys(jids.non_ad(p) for p in participants))
-    except DecodeError as exc:
-        raise ValueError(f"bad participant JID: {exc}") from None
-    if any(jids.is_group(p) for p in members):
-        raise ValueError("a participant must be a user JID")
+async def create_group(engine: Engine, subject: str, participants: list[str], *,
+                       within: float | None = None) -> GroupMetadata:
+    """Create a group with us as superadmin; ``participants`` are user JIDs (PN or LID)."""
+    if not subject.strip() or len(subject) > MAX_SUBJECT:
+        raise GroupError(f"the subject must be 1..{MAX_SUBJECT} characters", 400)
     conn = engine.live_connection()
-    key = jids.message_id(conn.creds.me_jid if conn is not None else None, engine.clock.time())
-    node = Node("iq", {"to": f"@{jids.GROUP_SERVER}", "type": "set", "xmlns": "w:g2"}, [
-        Node("create", {"subject": subject, "key": key}, [Node("participant", {"jid": p}) for p in members]),
+    me = conn.creds.me_jid if conn is not None else None
+    key = jids.message_id(me, engine.clock.time())
+    reply = await _query(engine, create_query(subject, participants, key), within)
+    node = reply.child("group")
+    if node is None:
+        raise GroupError("create reply without <group>")
+    group = parse_group(node)
+    learn_pairs(engine.messaging, group)
+    log.info("group created", extra={"group": group.id, "size": group.size})
+    return group
+
+
+async def group_metadata(engine: Engine, group: str, *, within: float | None = None) -> GroupMetadata:
+    reply = await _query(engine, metadata_query(normalise_group_jid(group)), within)
+    node = reply.child("group")
+    if node is None:
+        raise GroupError("metadata reply without <group>")
+    meta = parse_group(node)
+    learn_pairs(engine.messaging, meta)
+    return meta
+
+
+async def participating_groups(engine: Engine, *, within: float | None = None) -> list[GroupMetadata]:
+    groups = parse_participating(await _query(engine, participating_query(), within))
+    for g in groups:
+        learn_pairs(engine.messaging, g)
+    return groups
+
+
+def description_query(group: str, description: str, prev: str | None, new_id: str) -> Node:
+    """Baileys ``groupUpdateDescription``: ``<description id [prev]><body>`` (``delete="true"`` to clear)."""
+    attrs = {"id": new_id} if description else {"delete": "true"}
+    if prev:
+        attrs["prev"] = prev
+    body = [Node("body", {}, description.encode())] if description else None
+    return Node("iq", {"to": group, "type": "set", "xmlns": "w:g2"}, [Node("description", attrs, body)])
+
+
+def participants_query(group: str, action: str, participants: list[str]) -> Node:
+    """Baileys ``groupParticipantsUpdate``: ``<add|remove|promote|demote><participant jid/>…``."""
+    return Node("iq", {"to": group, "type": "set", "xmlns": "w:g2"}, [
+        Node(action, {}, [Node("participant", {"jid": p}) for p in participants]),
     ])
-    return await _query(engine, node, "group create")
 
 
-async def group_metadata(engine: Engine, group: str) -> GroupInfo:
-    if not jids.is_group(group):
-        raise ValueError("not a group JID")
-    node = Node("iq", {"to": group, "type": "get", "xmlns": "w:g2"}, [Node("query", {"request": "interactive"})])
-    return await _query(engine, node, "group metadata")
+async def set_description(engine: Engine, group: GroupMetadata, description: str, *,
+                          within: float | None = None) -> None:
+    conn = engine.live_connection()
+    me = conn.creds.me_jid if conn is not None else None
+    await _query(engine, description_query(group.id, description, group.desc_id,
+                                           jids.message_id(me, engine.clock.time())), within)
+
+
+async def promote(engine: Engine, group: str, participants: list[str], *, within: float | None = None) -> None:
+    if participants:
+        await _query(engine, participants_query(group, "promote", participants), within)

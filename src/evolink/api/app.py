@@ -11,7 +11,7 @@ import httpx
 from fastapi import FastAPI
 
 from evolink import __version__
-from evolink.api import routes_manager
+from evolink.api import events_wiring, routes_manager
 from evolink.api.apikey import ApiKey, resolve_api_key
 from evolink.api.context import GatewayContext
 from evolink.api.cors import install_cors
@@ -24,6 +24,7 @@ from evolink.api.routes_instance import router as instance_router
 from evolink.api.routes_integrations import router as integrations_router
 from evolink.api.routes_proxy import router as proxy_router
 from evolink.api.routes_server import router as server_router
+from evolink.api.routes_transports import router as transports_router
 from evolink.api.settings import Settings
 from evolink.clock import Clock, ClockGuard, CorrectedClock, SkewPolicy
 from evolink.gateway import (
@@ -43,6 +44,7 @@ from evolink.gateway.proxy import ProxySpec, global_proxy
 from evolink.store import Store, normalise_postgres_url, open_database, sqlite_url
 from evolink.store.creds_key import prepare_creds_key
 from evolink.store.keyfile import secure_data_dir
+from evolink.store.transport_repo import TransportSettingsRepo
 
 log = logging.getLogger("evolink.api")
 
@@ -129,11 +131,13 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
                                          events=dict(settings.webhook_events)),
             server_url=settings.SERVER_URL, expose_apikey=settings.AUTHENTICATION_EXPOSE_IN_FETCH_INSTANCES,
             lookup_webhook=lookup)
+        transport_settings = TransportSettingsRepo(db, the_clock.now)
+        publisher.transports = events_wiring.transport_router(settings, transport_settings)
         if not settings.SERVER_DISABLE_MANAGER:
             routes_manager.attach(app, publisher)
         worker = DeliveryWorker(store, retry_policy(settings), publisher.wake,
                                 timeout=settings.WEBHOOK_REQUEST_TIMEOUT_MS / 1000, client=http_client,
-                                clock=the_clock)
+                                clock=the_clock, senders=events_wiring.senders(settings, hub))
         manager = InstanceManager(
             store=store, publisher=publisher, clock=the_clock,
             engine_factory=engine_factory or default_engine_factory(settings),
@@ -144,7 +148,8 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
             proxy_fallback=settings_proxy(settings))
         app.state.gateway = GatewayContext(settings=settings, api_key=key, clock=the_clock, db=db, store=store,
                                            publisher=publisher, worker=worker, manager=manager,
-                                           sandbox_admin_url=sandbox_admin_url, clock_guard=clock_guard)
+                                           sandbox_admin_url=sandbox_admin_url, clock_guard=clock_guard,
+                                           transport_settings=transport_settings)
         app.state.clock_guard = clock_guard
         app.state.database = db
         app.state.instance_states = manager.states
@@ -174,6 +179,8 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
                 stop_step_events()
             await manager.shutdown()
             await worker.stop()
+            for sender in worker.senders.values():
+                await sender.close()
             if clock_guard is not None:
                 await clock_guard.stop()
             await db.dispose()
@@ -183,9 +190,13 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
                               "Authenticate with the `apikey` header.")
     install_error_handlers(app)
     install_cors(app, settings)
+    hub = events_wiring.socket_hub(settings, app)
+    if hub is not None:
+        app.add_middleware(events_wiring.SocketIOMount, hub=hub)
     app.include_router(config_router)
     app.include_router(server_router)
     app.include_router(events_router)
+    app.include_router(transports_router)
     app.include_router(integrations_router)
     app.include_router(proxy_router)
     app.include_router(instance_router)

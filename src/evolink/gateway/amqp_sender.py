@@ -1,0 +1,140 @@
+"""RabbitMQ sender (aio-pika): Evolution's exchanges and quorum queues, persistent messages, publisher confirms.
+
+Per publish, as Evolution does: the topic exchange (durable) and the quorum queue (durable) are
+declared and the queue is bound with the event's routing key, so a consumer that starts later still
+finds every event in its queue. A row counts as delivered only when the broker confirms it (the
+channel runs in confirm mode), and messages are persistent (delivery mode 2), so neither side's
+restart loses one. Declarations are cached per connection.
+
+One connection and one channel for the whole process, opened on first use (a broker that is down at
+start-up does not delay start-up). While the broker is unreachable, a reconnect is tried at most
+once per `reconnect_gap` seconds; every other publish answers "unreachable" at once, so the delivery
+worker's lanes back off instead of each waiting for a connect timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
+from aio_pika.exceptions import AMQPChannelError, DeliveryError
+
+from evolink.gateway.senders import BROKER_POLICY, SendResult
+from evolink.gateway.webhooks import RetryPolicy
+
+log = logging.getLogger("evolink.gateway.rabbitmq")
+
+
+def redact_uri(uri: str) -> str:
+    """`amqp://user:secret@host:5672/vh` -> `amqp://user:***@host:5672/vh` (for logs and errors)."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    return parts._replace(netloc=f"{parts.username}:***@{netloc}").geturl()
+
+
+class RabbitSender:
+    def __init__(self, uri: str, *, policy: RetryPolicy = BROKER_POLICY, connect_timeout: float = 5.0,
+                 publish_timeout: float = 10.0, reconnect_gap: float = 0.5) -> None:
+        self.policy = policy
+        self._uri = uri
+        self._shown = redact_uri(uri)
+        self._connect_timeout = connect_timeout
+        self._publish_timeout = publish_timeout
+        self._reconnect_gap = reconnect_gap
+        self._lock = asyncio.Lock()
+        self._connection: AbstractConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._exchanges: dict[str, AbstractExchange] = {}
+        self._bound: set[tuple[str, str, str]] = set()
+        self._retry_at = 0.0
+        self._last_error = ""
+
+    async def _ensure(self) -> AbstractChannel:
+        async with self._lock:
+            channel = self._channel
+            if channel is not None and not channel.is_closed:
+                return channel
+            await self._drop()
+            if time.monotonic() < self._retry_at:
+                raise ConnectionError(self._last_error)
+            try:
+                conn = await aio_pika.connect(self._uri, timeout=self._connect_timeout,
+                                              client_properties={"connection_name": "evolink"})
+                try:
+                    channel = await conn.channel(publisher_confirms=True)
+                except BaseException:
+                    await conn.close()
+                    raise
+            except Exception as exc:
+                self._retry_at = time.monotonic() + self._reconnect_gap
+                self._last_error = f"RabbitMQ at {self._shown} unreachable: {type(exc).__name__}: {exc}"
+                log.warning("rabbitmq unreachable", extra={"uri": self._shown, "reason": str(exc)[:200]})
+                raise ConnectionError(self._last_error) from None
+            self._connection, self._channel = conn, channel
+            log.info("rabbitmq connected", extra={"uri": self._shown})
+            return channel
+
+    async def _drop(self) -> None:
+        conn, self._connection, self._channel = self._connection, None, None
+        self._exchanges.clear()
+        self._bound.clear()
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), 2.0)
+
+    async def _exchange(self, channel: AbstractChannel, name: str) -> AbstractExchange:
+        exchange = self._exchanges.get(name)
+        if exchange is None:
+            exchange = await channel.declare_exchange(name, aio_pika.ExchangeType.TOPIC, durable=True,
+                                                      auto_delete=False)
+            self._exchanges[name] = exchange
+        return exchange
+
+    async def _publish(self, address: dict[str, str], payload: dict[str, Any]) -> None:
+        channel = await self._ensure()
+        exchange = await self._exchange(channel, address["exchange"])
+        binding = (address["exchange"], address["queue"], address["bind"])
+        if binding not in self._bound:
+            queue = await channel.declare_queue(address["queue"], durable=True, auto_delete=False,
+                                                arguments={"x-queue-type": "quorum"})
+            await queue.bind(exchange, routing_key=address["bind"])
+            self._bound.add(binding)
+        message = aio_pika.Message(json.dumps(payload, ensure_ascii=False).encode(), content_type="application/json",
+                                   delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
+        await exchange.publish(message, routing_key=address["key"], timeout=self._publish_timeout)
+
+    async def send(self, address: dict[str, str], event: str, payload: dict[str, Any]) -> SendResult:
+        try:
+            await self._publish(address, payload)
+        except asyncio.CancelledError:
+            raise
+        except (AMQPChannelError, DeliveryError) as exc:
+            # The broker answered (e.g. a queue of that name exists with other arguments, or a nack).
+            self._reset_channel()
+            return SendResult.refused(f"RabbitMQ refused {event} to {address.get('exchange')!r}: "
+                                      f"{type(exc).__name__}: {exc}")
+        except Exception as exc:
+            async with self._lock:
+                await self._drop()
+            return SendResult.unreachable(str(exc) if isinstance(exc, ConnectionError) and str(exc).startswith(
+                "RabbitMQ") else f"RabbitMQ at {self._shown}: {type(exc).__name__}: {exc}")
+        return SendResult.done()
+
+    def _reset_channel(self) -> None:
+        """A channel error closes the channel: the next publish opens a new one (same connection)."""
+        self._channel = None
+        self._exchanges.clear()
+        self._bound.clear()
+
+    async def close(self) -> None:
+        async with self._lock:
+            await self._drop()

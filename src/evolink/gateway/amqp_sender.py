@@ -99,7 +99,7 @@ class RabbitSender:
             self._exchanges[name] = exchange
         return exchange
 
-    async def _publish(self, address: dict[str, str], payload: dict[str, Any]) -> None:
+    async def _publish(self, address: dict[str, str], payload: dict[str, Any], message_id: str) -> None:
         channel = await self._ensure()
         exchange = await self._exchange(channel, address["exchange"])
         binding = (address["exchange"], address["queue"], address["bind"])
@@ -109,12 +109,13 @@ class RabbitSender:
             await queue.bind(exchange, routing_key=address["bind"])
             self._bound.add(binding)
         message = aio_pika.Message(json.dumps(payload, ensure_ascii=False).encode(), content_type="application/json",
-                                   delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
+                                   delivery_mode=aio_pika.DeliveryMode.PERSISTENT, message_id=message_id)
         await exchange.publish(message, routing_key=address["key"], timeout=self._publish_timeout)
 
-    async def send(self, address: dict[str, str], event: str, payload: dict[str, Any]) -> SendResult:
+    async def send(self, address: dict[str, str], event: str, payload: dict[str, Any],
+                   message_id: str) -> SendResult:
         try:
-            await self._publish(address, payload)
+            await self._publish(address, payload, message_id)
         except asyncio.CancelledError:
             raise
         except (AMQPChannelError, DeliveryError) as exc:

@@ -21,8 +21,10 @@ event). The outbox row's `url` column carries the destination as `<transport>:?<
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -86,6 +88,11 @@ class Destination:
 
     def lane(self, instance: str) -> str:
         return f"{instance}|{self.transport.value}:{self.scope.value}"
+
+
+def message_id(lane: str, row_id: int, created_at: datetime) -> str:
+    """Stable id of one outbox row (the same on every attempt), unique across databases sharing a broker."""
+    return hashlib.sha256(f"{lane}|{row_id}|{created_at.isoformat()}".encode()).hexdigest()[:32]
 
 
 def parse_url(url: str) -> tuple[str, dict[str, str]]:

@@ -77,10 +77,12 @@ class NatsSender:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(nc.close(), 2.0)
 
-    async def send(self, address: dict[str, str], event: str, payload: dict[str, Any]) -> SendResult:
+    async def send(self, address: dict[str, str], event: str, payload: dict[str, Any],
+                   message_id: str) -> SendResult:
         try:
             nc = await self._ensure()
-            await nc.publish(address["subject"], json.dumps(payload, ensure_ascii=False).encode())
+            await nc.publish(address["subject"], json.dumps(payload, ensure_ascii=False).encode(),
+                             headers={"Nats-Msg-Id": message_id})
             await nc.flush(timeout=max(1, int(self._flush_timeout)))
         except asyncio.CancelledError:
             raise

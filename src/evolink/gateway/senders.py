@@ -4,6 +4,11 @@ A sender publishes one outbox row and says how it went; it never raises. `transi
 broker is unreachable, the connection dropped) are retried for as long as it takes, so a broker
 that is down gets every event once it is back; any other failure (the broker answered with an
 error) counts against `policy.max_attempts` like a webhook's HTTP error.
+
+Delivery is at least once: a broker that stored a message but whose confirmation was lost (the
+connection broke, the gateway was killed) gets it again. `message_id` is the same on every attempt
+of one outbox row (AMQP `message_id`, NATS `Nats-Msg-Id` header, which JetStream de-duplicates), so
+consumers can drop repeats.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ class SendResult:
 class EventSender(Protocol):
     policy: RetryPolicy
 
-    async def send(self, address: dict[str, str], event: str, payload: dict[str, Any]) -> SendResult: ...
+    async def send(self, address: dict[str, str], event: str, payload: dict[str, Any],
+                   message_id: str) -> SendResult: ...
 
     async def close(self) -> None: ...

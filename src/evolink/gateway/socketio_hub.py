@@ -58,7 +58,8 @@ class SocketHub:
             log.info("websocket client refused", extra={"namespace": namespace})
             raise socketio.exceptions.ConnectionRefusedError("Invalid token")
 
-    async def send(self, address: dict[str, str], event: str, payload: dict[str, Any]) -> SendResult:
+    async def send(self, address: dict[str, str], event: str, payload: dict[str, Any],
+                   message_id: str) -> SendResult:
         try:
             await self.server.emit(event, payload, namespace=address.get("namespace", "/"))
         except Exception as exc:  # never raises in practice; a failure must not escape the worker

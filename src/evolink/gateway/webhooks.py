@@ -26,7 +26,7 @@ import httpx
 
 from evolink.clock import Clock, SystemClock
 from evolink.clock.base import iso_utc
-from evolink.gateway.event_transports import Transport, TransportRouter, parse_url
+from evolink.gateway.event_transports import Transport, TransportRouter, message_id, parse_url
 from evolink.gateway.jwt import webhook_jwt
 from evolink.gateway.names import event_key, event_suffix
 from evolink.store import OutboxItem, Store
@@ -346,7 +346,7 @@ class DeliveryWorker:
                                           error=f"{scheme} events are disabled")
             self._settle("failed")
             return
-        result = await sender.send(address, row.event, row.payload)
+        result = await sender.send(address, row.event, row.payload, message_id(row.lane, row.id, row.created_at))
         if result.ok:
             await self._store.mark_outbox(row.id, status="delivered", attempts=attempts)
             self._settle("delivered")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from event_consumers import (
     Inbox,
     NatsSubjects,
@@ -23,9 +24,11 @@ from event_consumers import (
     need_brokers,
 )
 from gw_helpers import GLOBAL_KEY, Receiver, create_instance
+from sqlalchemy import text
 from test_acceptance import PHONE, connect, fast_engines, gw_settings, http_gateway, sandbox
 
 from evolink.sandbox.server import Sandbox
+from evolink.store import open_database, sqlite_url
 
 __all__ = ["sandbox"]  # the fixture, shared with test_acceptance
 
@@ -146,6 +149,29 @@ async def _until_up(client: httpx.AsyncClient) -> None:
             await asyncio.sleep(0.05)  # uvicorn binds just after printing its banner
 
 
+async def _until_broker_attempts(tmp_path: Path, attempts: int, within: float) -> None:
+    """Poll the killed-and-restarted gateway's outbox (its SQLite file) until every pending broker row
+    of the lane heads has been tried `attempts` times: rows that gave up would leave `pending`."""
+    db = open_database(sqlite_url(tmp_path / "data"))
+    query = text("SELECT min(attempts), count(*) FROM outbox WHERE status = 'pending' AND "
+                 "(url LIKE 'rabbitmq:%' OR url LIKE 'nats:%') AND id IN (SELECT min(id) FROM outbox "
+                 "WHERE status = 'pending' GROUP BY lane)")
+
+    async def loop() -> None:
+        while True:
+            async with db.sessions() as s:
+                low, heads = (await s.execute(query)).one()
+            if heads and low >= attempts:
+                return
+            await asyncio.sleep(0.2)  # another process: its database is the only signal
+
+    try:
+        await asyncio.wait_for(loop(), within)
+    finally:
+        await db.dispose()
+
+
+@pytest.mark.slow
 async def test_brokers_down_then_back_with_a_kill_9_between_lose_nothing(tmp_path: Path, sandbox: Sandbox,
                                                                         receiver: Receiver) -> None:
     """RabbitMQ and NATS go down while the instance links (their TCP paths are cut), the gateway is
@@ -189,10 +215,13 @@ async def test_brokers_down_then_back_with_a_kill_9_between_lose_nothing(tmp_pat
             proc.kill()  # SIGKILL with events still queued for the brokers
             await proc.wait()
             assert _open_count(rabbit.inbox.bodies()) == 0 and _open_count(nats_sub.inbox.bodies()) == 0
+            proc = await _spawn(tmp_path, sandbox, port, extra)  # the brokers are still down
+            await receiver.wait_for(lambda: _open_count(_webhook_bodies(receiver)) == 2, 30)
+            # The restarted gateway keeps trying the broker lanes (past the 10 attempts a webhook gets
+            # by default), then the brokers come back.
+            await _until_broker_attempts(tmp_path, 11, 30)
             await rabbit_path.up()
             await nats_path.up()
-            proc = await _spawn(tmp_path, sandbox, port, extra)
-            await receiver.wait_for(lambda: _open_count(_webhook_bodies(receiver)) == 2, 30)
 
             # The resumed instance's `open` is queued behind every older event of its lanes.
             await nats_sub.inbox.wait_for(lambda: _open_count(nats_sub.inbox.bodies()) == 2, 30)

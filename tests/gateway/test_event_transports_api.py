@@ -89,6 +89,9 @@ async def test_create_enables_the_transports_given(tmp_path: Path) -> None:
         nats = (await client.get("/nats/find/shop")).json()
         assert nats["enabled"] is True and nats["events"] == list(EVENT_KEYS)  # given = enabled, as Evolution
         assert (await client.get("/websocket/find/shop")).json()["enabled"] is True
+        [listed] = (await client.get("/instance/fetchInstances", params={"instanceName": "shop"})).json()
+        assert listed["Rabbitmq"] == rabbit and listed["Nats"] == nats and listed["Websocket"]["enabled"] is True
+        assert listed["Sqs"] is None
 
         resp = await client.post("/instance/create", json={"instanceName": "bad", "rabbitmq": {"events": ["X"]}})
         assert resp.status_code == 400 and "unknown event(s) X" in str(resp.json())

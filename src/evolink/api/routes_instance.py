@@ -10,7 +10,7 @@ from evolink.api.auth import global_guard, instance_guard, presented_key, same_k
 from evolink.api.context import GatewayContext, get_context
 from evolink.api.errors import ApiError
 from evolink.api.routes_proxy import create_proxy_spec, proxy_row, spec_values
-from evolink.api.routes_transports import apply_create_confs, create_confs
+from evolink.api.routes_transports import apply_create_confs, create_confs, transport_rows
 from evolink.api.schemas import InstanceCreateBody, PresenceBody, instance_row
 from evolink.gateway import CreateRequest, InstanceRuntime, InvalidNumber, NotConnected
 from evolink.gateway.runtime import PresenceError
@@ -150,6 +150,7 @@ async def fetch_instances(request: Request, instanceName: str | None = None,
             item["Proxy"] = proxy_row(await ctx.store.get_proxy(row.id))
         except SealError:
             item["Proxy"] = None  # unreadable with this EVOLINK_SECRET_KEY; /proxy/find says why
+        item.update(await transport_rows(ctx, row.id))
         out.append(item)
     return out
 

@@ -89,6 +89,13 @@ async def apply_create_confs(ctx: GatewayContext, instance_id: str, confs: dict[
                                             events=conf.stored_events())
 
 
+async def transport_rows(ctx: GatewayContext, instance_id: str) -> dict[str, Any]:
+    """`fetchInstances`' `Websocket`, `Rabbitmq`, `Nats` (Prisma relation names): the row or null."""
+    rows = await ctx.transport_settings.all_for(instance_id)
+    return {label: transport_row(rows.get(t.value)) for t, label in
+            ((Transport.WEBSOCKET, "Websocket"), (Transport.RABBITMQ, "Rabbitmq"), (Transport.NATS, "Nats"))}
+
+
 router = APIRouter()
 
 

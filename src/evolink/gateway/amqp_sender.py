@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,6 +25,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 from aio_pika.exceptions import AMQPChannelError, DeliveryError
 
+from evolink.gateway.broker_gate import ConnectGate
 from evolink.gateway.senders import BROKER_POLICY, SendResult
 from evolink.gateway.webhooks import RetryPolicy
 
@@ -49,23 +49,22 @@ class RabbitSender:
         self._shown = redact_uri(uri)
         self._connect_timeout = connect_timeout
         self._publish_timeout = publish_timeout
-        self._reconnect_gap = reconnect_gap
-        self._lock = asyncio.Lock()
+        self._gate = ConnectGate("RabbitMQ", self._shown, log, reconnect_gap=reconnect_gap)
         self._connection: AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
         self._exchanges: dict[str, AbstractExchange] = {}
         self._bound: set[tuple[str, str, str]] = set()
-        self._retry_at = 0.0
-        self._last_error = ""
 
     async def _ensure(self) -> AbstractChannel:
-        async with self._lock:
+        channel = self._channel
+        if channel is not None and not channel.is_closed:
+            return channel
+        async with self._gate.held():
             channel = self._channel
             if channel is not None and not channel.is_closed:
                 return channel
             await self._drop()
-            if time.monotonic() < self._retry_at:
-                raise ConnectionError(self._last_error)
+            self._gate.check()
             try:
                 conn = await aio_pika.connect(self._uri, timeout=self._connect_timeout,
                                               client_properties={"connection_name": "evolink"})
@@ -75,12 +74,9 @@ class RabbitSender:
                     await conn.close()
                     raise
             except Exception as exc:
-                self._retry_at = time.monotonic() + self._reconnect_gap
-                self._last_error = f"RabbitMQ at {self._shown} unreachable: {type(exc).__name__}: {exc}"
-                log.warning("rabbitmq unreachable", extra={"uri": self._shown, "reason": str(exc)[:200]})
-                raise ConnectionError(self._last_error) from None
+                raise self._gate.failed(exc) from None
             self._connection, self._channel = conn, channel
-            log.info("rabbitmq connected", extra={"uri": self._shown})
+            self._gate.connected()
             return channel
 
     async def _drop(self) -> None:
@@ -99,8 +95,8 @@ class RabbitSender:
             self._exchanges[name] = exchange
         return exchange
 
-    async def _publish(self, address: dict[str, str], payload: dict[str, Any], message_id: str) -> None:
-        channel = await self._ensure()
+    async def _publish(self, channel: AbstractChannel, address: dict[str, str], payload: dict[str, Any],
+                       message_id: str) -> None:
         exchange = await self._exchange(channel, address["exchange"])
         binding = (address["exchange"], address["queue"], address["bind"])
         if binding not in self._bound:
@@ -115,27 +111,31 @@ class RabbitSender:
     async def send(self, address: dict[str, str], event: str, payload: dict[str, Any],
                    message_id: str) -> SendResult:
         try:
-            await self._publish(address, payload, message_id)
+            channel = await self._ensure()
+        except ConnectionError as exc:
+            return SendResult.unreachable(str(exc))
+        try:
+            await self._publish(channel, address, payload, message_id)
         except asyncio.CancelledError:
             raise
         except (AMQPChannelError, DeliveryError) as exc:
-            # The broker answered (e.g. a queue of that name exists with other arguments, or a nack).
-            self._reset_channel()
+            # The broker answered (e.g. a queue of that name exists with other arguments, or a nack);
+            # the channel is closed by then: start afresh on the next publish.
+            await self._drop_if(channel)
             return SendResult.refused(f"RabbitMQ refused {event} to {address.get('exchange')!r}: "
                                       f"{type(exc).__name__}: {exc}")
         except Exception as exc:
-            async with self._lock:
-                await self._drop()
-            return SendResult.unreachable(str(exc) if isinstance(exc, ConnectionError) and str(exc).startswith(
-                "RabbitMQ") else f"RabbitMQ at {self._shown}: {type(exc).__name__}: {exc}")
+            await self._drop_if(channel)
+            return SendResult.unreachable(f"RabbitMQ at {self._shown}: {type(exc).__name__}: {exc}")
         return SendResult.done()
 
-    def _reset_channel(self) -> None:
-        """A channel error closes the channel: the next publish opens a new one (same connection)."""
-        self._channel = None
-        self._exchanges.clear()
-        self._bound.clear()
+    async def _drop_if(self, channel: AbstractChannel) -> None:
+        """Drop the connection the failed publish used, unless another lane has replaced it already."""
+        with contextlib.suppress(ConnectionError):
+            async with self._gate.held():
+                if self._channel is channel:
+                    await self._drop()
 
     async def close(self) -> None:
-        async with self._lock:
+        async with self._gate.lock:
             await self._drop()

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
 from typing import Any
 
 import nats
@@ -22,6 +21,7 @@ import nats.errors
 from nats.aio.client import Client as NatsClient
 
 from evolink.gateway.amqp_sender import redact_uri
+from evolink.gateway.broker_gate import ConnectGate
 from evolink.gateway.senders import BROKER_POLICY, SendResult
 from evolink.gateway.webhooks import RetryPolicy
 
@@ -36,20 +36,19 @@ class NatsSender:
         self._shown = redact_uri(uri)
         self._connect_timeout = connect_timeout
         self._flush_timeout = flush_timeout
-        self._reconnect_gap = reconnect_gap
-        self._lock = asyncio.Lock()
+        self._gate = ConnectGate("NATS", self._shown, log, reconnect_gap=reconnect_gap)
         self._client: NatsClient | None = None
-        self._retry_at = 0.0
-        self._last_error = ""
 
     async def _ensure(self) -> NatsClient:
-        async with self._lock:
+        nc = self._client
+        if nc is not None and nc.is_connected:
+            return nc
+        async with self._gate.held():
             nc = self._client
             if nc is not None and nc.is_connected:
                 return nc
             await self._drop()
-            if time.monotonic() < self._retry_at:
-                raise ConnectionError(self._last_error)
+            self._gate.check()
 
             async def quiet(_exc: Exception) -> None:  # nats-py logs every error itself otherwise
                 return None
@@ -63,12 +62,9 @@ class NatsSender:
                                  error_cb=quiet, name="evolink"),
                     2 * self._connect_timeout + 1)
             except Exception as exc:
-                self._retry_at = time.monotonic() + self._reconnect_gap
-                self._last_error = f"NATS at {self._shown} unreachable: {type(exc).__name__}: {exc}"
-                log.warning("nats unreachable", extra={"uri": self._shown, "reason": str(exc)[:200]})
-                raise ConnectionError(self._last_error) from None
+                raise self._gate.failed(exc) from None
             self._client = nc
-            log.info("nats connected", extra={"uri": self._shown})
+            self._gate.connected()
             return nc
 
     async def _drop(self) -> None:
@@ -81,6 +77,9 @@ class NatsSender:
                    message_id: str) -> SendResult:
         try:
             nc = await self._ensure()
+        except ConnectionError as exc:
+            return SendResult.unreachable(str(exc))
+        try:
             await nc.publish(address["subject"], json.dumps(payload, ensure_ascii=False).encode(),
                              headers={"Nats-Msg-Id": message_id})
             await nc.flush(timeout=max(1, int(self._flush_timeout)))
@@ -89,13 +88,13 @@ class NatsSender:
         except nats.errors.BadSubjectError:
             return SendResult.refused(f"NATS refused {event}: subject {address.get('subject')!r} is not valid")
         except Exception as exc:
-            async with self._lock:
-                await self._drop()
-            text = str(exc)
-            return SendResult.unreachable(text if text.startswith("NATS") else
-                                          f"NATS at {self._shown}: {type(exc).__name__}: {text}")
+            with contextlib.suppress(ConnectionError):
+                async with self._gate.held():
+                    if self._client is nc:  # not one another lane has opened since
+                        await self._drop()
+            return SendResult.unreachable(f"NATS at {self._shown}: {type(exc).__name__}: {exc}")
         return SendResult.done()
 
     async def close(self) -> None:
-        async with self._lock:
+        async with self._gate.lock:
             await self._drop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -179,3 +180,23 @@ async def test_hanging_broker_holds_up_neither_api_nor_webhooks(tmp_path: Path, 
         assert time.perf_counter() - t0 < 4.0  # the webhook lanes did not wait for the broker lanes
         counts = await app.state.gateway.store.outbox_counts()
         assert counts.get("pending", 0) >= 10  # the broker rows wait (5 instances x global rabbitmq + nats)
+
+
+async def test_instance_lifecycle_events_reach_its_subjects(tmp_path: Path) -> None:
+    """create (settings stored before `instance.create` is published) and delete (the farewell events
+    still go to the instance's transports) on the real NATS server."""
+    from event_consumers import NATS_URL, NatsSubjects, need_brokers
+
+    await need_brokers()
+    name = f"life{uuid.uuid4().hex[:10]}"
+    sub = NatsSubjects()
+    await sub.start([f"{name}.>"])
+    try:
+        async with running_gateway(make_settings(tmp_path, NATS_ENABLED=True, NATS_URI=NATS_URL)) as (client, _app):
+            await create_instance(client, name, nats={})
+            assert (await client.delete(f"/instance/delete/{name}")).status_code == 200
+            await sub.inbox.wait_for(lambda: len(sub.inbox.items) == 3, 10)
+        assert [b["event"] for b in sub.inbox.bodies()] == ["instance.create", "instance.delete", "remove.instance"]
+        assert {b["instance"] for b in sub.inbox.bodies()} == {name}
+    finally:
+        await sub.stop()

@@ -70,6 +70,19 @@ async def test_bad_bodies_are_clear_400s(tmp_path: Path, body: dict[str, Any], n
         assert (await client.get("/rabbitmq/find/shop")).json() is None  # nothing stored
 
 
+async def test_names_the_broker_would_refuse_are_400s(tmp_path: Path) -> None:
+    async with running_gateway(make_settings(tmp_path, **ON)) as (client, _app):
+        await create_instance(client, "my shop")
+        resp = await client.post("/nats/set/my shop", json={"nats": {"enabled": True}})
+        assert resp.status_code == 400 and "NATS subject" in resp.json()["response"]["message"][0]
+        assert (await client.post("/nats/set/my shop", json={"nats": {"enabled": False}})).status_code == 201
+        assert (await client.post("/rabbitmq/set/my shop", json={"rabbitmq": {"enabled": True}})).status_code == 201
+        long_name = "x" * 240
+        resp = await client.post("/instance/create", json={"instanceName": long_name, "rabbitmq": {}})
+        assert resp.status_code == 400 and "too long for RabbitMQ" in resp.json()["response"]["message"][0]
+        assert (await client.get("/instance/fetchInstances", params={"instanceName": long_name})).status_code == 404
+
+
 async def test_switched_off_transport_says_which_variable(tmp_path: Path) -> None:
     async with running_gateway(make_settings(tmp_path)) as (client, _app):
         await create_instance(client, "shop")

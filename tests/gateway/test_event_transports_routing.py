@@ -10,6 +10,7 @@ from evolink.gateway.event_transports import (
     Scope,
     Transport,
     TransportConfig,
+    naming_problem,
     parse_url,
     route,
 )
@@ -81,3 +82,14 @@ def test_url_round_trip_and_lanes(name: str) -> None:
     assert scheme == "rabbitmq" and address == d.address and address["exchange"] == name
     assert d.lane(name) == f"{name}|rabbitmq:instance"
     assert parse_url("https://example.com/x?y=1") == ("https", {})  # webhook rows are left alone
+
+
+@pytest.mark.parametrize(("transport", "name", "ok"), [
+    (Transport.NATS, "shop", True), (Transport.NATS, "shop.eu", True), (Transport.NATS, "my shop", False),
+    (Transport.NATS, "shop*", False), (Transport.NATS, "a>b", False), (Transport.NATS, "a..b", False),
+    (Transport.NATS, ".a", False), (Transport.NATS, "a.", False),
+    (Transport.RABBITMQ, "x" * 229, True), (Transport.RABBITMQ, "x" * 230, False),
+    (Transport.RABBITMQ, "my shop*", True), (Transport.WEBSOCKET, "my shop*", True),
+])
+def test_instance_names_that_cannot_name_a_destination(transport: Transport, name: str, ok: bool) -> None:
+    assert (naming_problem(transport, name) is None) is ok

@@ -42,7 +42,7 @@ async def create_instance(body: InstanceCreateBody, ctx: GatewayContext = Depend
         raise ApiError(403, f'This name "{body.instanceName}" is already in use.')
     webhook = body.webhook.columns() if body.webhook is not None else None
     proxy = await create_proxy_spec(ctx, body.model_extra or {})
-    transports = create_confs(ctx, body.model_extra or {})
+    transports = create_confs(ctx, body.instanceName, body.model_extra or {})
     try:
         row, rt = await ctx.manager.create(CreateRequest(
             name=body.instanceName, token=body.token, integration=integration, number=body.number,

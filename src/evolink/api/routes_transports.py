@@ -21,7 +21,7 @@ from evolink.api.errors import ApiError, validation_messages
 from evolink.api.schemas import _check_events
 from evolink.api.settings import EVENT_KEYS
 from evolink.clock.base import iso_utc
-from evolink.gateway.event_transports import Transport
+from evolink.gateway.event_transports import Transport, naming_problem
 from evolink.store.transport_models import EventTransportSetting
 
 ENV_SWITCH: dict[Transport, str] = {Transport.WEBSOCKET: "WEBSOCKET_ENABLED",
@@ -68,7 +68,7 @@ def parse_conf(transport: Transport, raw: Any) -> TransportConf:
         raise ApiError(400, validation_messages(errors)) from None
 
 
-def create_confs(ctx: GatewayContext, extra: dict[str, Any]) -> dict[Transport, TransportConf]:
+def create_confs(ctx: GatewayContext, name: str, extra: dict[str, Any]) -> dict[Transport, TransportConf]:
     """Transports given to `/instance/create` (Evolution enables each one given); checked before creating."""
     out: dict[Transport, TransportConf] = {}
     for transport in Transport:
@@ -78,8 +78,12 @@ def create_confs(ctx: GatewayContext, extra: dict[str, Any]) -> dict[Transport, 
         if isinstance(raw, dict):
             raw = {**raw, "enabled": True}
         conf = parse_conf(transport, raw)
-        if _switched_on(ctx, transport):  # Evolution ignores it when off; so does evolink (no error on create)
-            out[transport] = conf
+        if not _switched_on(ctx, transport):  # Evolution ignores it when off; so does evolink (no error on create)
+            continue
+        problem = naming_problem(transport, name)
+        if problem is not None:
+            raise ApiError(400, problem)
+        out[transport] = conf
     return out
 
 
@@ -110,6 +114,9 @@ def _add(transport: Transport) -> None:
         if name not in body:
             raise ApiError(400, [f'requires property "{name}"'])
         conf = parse_conf(transport, body[name])
+        problem = naming_problem(transport, row.name) if conf.enabled else None
+        if problem is not None:
+            raise ApiError(400, problem)
         saved = await ctx.transport_settings.upsert(row.id, name, enabled=conf.enabled, events=conf.stored_events())
         return transport_row(saved)
 

@@ -143,6 +143,23 @@ def route(cfg: TransportConfig, instance: str, event: str, key: str,
     return out
 
 
+_LONGEST_EVENT = "group.participants.update"  # the longest Evolution event name (queue/subject suffix)
+_NATS_FORBIDDEN = frozenset(" \t\r\n*>")
+
+
+def naming_problem(transport: Transport, instance: str) -> str | None:
+    """Why this instance's name cannot name its destinations on `transport` (None when it can), so
+    `/<transport>/set` refuses it instead of the broker refusing every event later."""
+    if transport is Transport.RABBITMQ and len(f"{instance}.{_LONGEST_EVENT}".encode()) > 255:
+        return (f'the instance name is too long for RabbitMQ: queue "{instance}.<event>" would pass 255 bytes '
+                f"(at most {255 - len(_LONGEST_EVENT) - 1} bytes of name)")
+    if transport is Transport.NATS and (set(instance) & _NATS_FORBIDDEN or instance.startswith(".")
+                                        or instance.endswith(".") or ".." in instance):
+        return ('the instance name cannot start a NATS subject "<instance>.<event>": no spaces, "*", ">" '
+                "and no empty dot-separated part")
+    return None
+
+
 RowsLookup = Callable[[str], Awaitable[Mapping[str, InstanceTransport]]]
 
 

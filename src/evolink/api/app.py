@@ -11,7 +11,7 @@ import httpx
 from fastapi import FastAPI
 
 from evolink import __version__
-from evolink.api import routes_manager
+from evolink.api import events_wiring, routes_manager
 from evolink.api.apikey import ApiKey, resolve_api_key
 from evolink.api.context import GatewayContext
 from evolink.api.cors import install_cors
@@ -29,6 +29,7 @@ from evolink.api.routes_integrations import router as integrations_router
 from evolink.api.routes_message import router as message_router
 from evolink.api.routes_proxy import router as proxy_router
 from evolink.api.routes_server import router as server_router
+from evolink.api.routes_transports import router as transports_router
 from evolink.api.settings import Settings
 from evolink.clock import Clock, ClockGuard, CorrectedClock, SkewPolicy
 from evolink.gateway import (
@@ -53,6 +54,7 @@ from evolink.store.chats_repo import ChatStore
 from evolink.store.creds_key import prepare_creds_key
 from evolink.store.keyfile import secure_data_dir
 from evolink.store.message_repo import MessageRepo
+from evolink.store.transport_repo import TransportSettingsRepo
 
 log = logging.getLogger("evolink.api")
 
@@ -139,6 +141,8 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
                                          events=dict(settings.webhook_events)),
             server_url=settings.SERVER_URL, expose_apikey=settings.AUTHENTICATION_EXPOSE_IN_FETCH_INSTANCES,
             lookup_webhook=lookup)
+        transport_settings = TransportSettingsRepo(db, the_clock.now)
+        publisher.transports = events_wiring.transport_router(settings, transport_settings)
         if not settings.SERVER_DISABLE_MANAGER:
             routes_manager.attach(app, publisher)
         chat_feed = ChatFeed(ChatBook(ChatStore(db, creds_key.cipher, the_clock.now), publisher))
@@ -147,7 +151,8 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
         worker = DeliveryWorker(store, retry_policy(settings), publisher.wake,
                                 timeout=settings.WEBHOOK_REQUEST_TIMEOUT_MS / 1000, client=http_client,
                                 clock=the_clock, retention=settings.EVOLINK_OUTBOX_DELIVERED_RETENTION_SECONDS,
-                                failed_retention=settings.EVOLINK_OUTBOX_FAILED_RETENTION_SECONDS)
+                                failed_retention=settings.EVOLINK_OUTBOX_FAILED_RETENTION_SECONDS,
+                                senders=events_wiring.senders(settings, hub))
         manager = InstanceManager(
             store=store, publisher=publisher, clock=the_clock,
             engine_factory=engine_factory or default_engine_factory(settings),
@@ -160,7 +165,8 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
                                 clock=the_clock, send_min_gap=settings.EVOLINK_SEND_MIN_GAP_MS / 1000))
         app.state.gateway = GatewayContext(settings=settings, api_key=key, clock=the_clock, db=db, store=store,
                                            publisher=publisher, worker=worker, manager=manager,
-                                           sandbox_admin_url=sandbox_admin_url, clock_guard=clock_guard)
+                                           sandbox_admin_url=sandbox_admin_url, clock_guard=clock_guard,
+                                           transport_settings=transport_settings)
         app.state.clock_guard = clock_guard
         app.state.database = db
         app.state.instance_states = manager.states
@@ -192,6 +198,8 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
             await manager.shutdown()
             await chat_feed.stop()
             await worker.stop()
+            for sender in worker.senders.values():
+                await sender.close()
             if clock_guard is not None:
                 await clock_guard.stop()
             await db.dispose()
@@ -204,9 +212,13 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
     app.add_middleware(BodyLimitMiddleware, limits=BodyLimits(
         settings.EVOLINK_MAX_BODY_BYTES, ((MESSAGE_PREFIX, settings.EVOLINK_MAX_MESSAGE_BODY_BYTES),)))
     install_cors(app, settings)
+    hub = events_wiring.socket_hub(settings, app)
+    if hub is not None:
+        app.add_middleware(events_wiring.SocketIOMount, hub=hub)
     app.include_router(config_router)
     app.include_router(server_router)
     app.include_router(events_router)
+    app.include_router(transports_router)
     app.include_router(integrations_router)
     app.include_router(proxy_router)
     app.include_router(instance_router)

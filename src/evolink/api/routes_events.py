@@ -1,4 +1,5 @@
-"""Event transports evolink does not run yet: `/websocket`, `/rabbitmq`, `/nats`, `/sqs` `set`/`find`.
+"""Event transports evolink does not run: `/sqs` `set`/`find` (WebSocket, RabbitMQ and NATS are real:
+see routes_transports.py and docs/events.md).
 
 Kept apart from the chatbot integrations so a later change can make these real one by one (replace
 a row of `TRANSPORTS` with a real router). `find` answers `null`, what Evolution 2.3.7 answers for an
@@ -12,7 +13,7 @@ from fastapi import APIRouter
 from evolink.api.unsupported import add_read, add_refusal
 
 # path segment -> the name Evolution uses in its messages
-TRANSPORTS: dict[str, str] = {"websocket": "Websocket", "rabbitmq": "RabbitMQ", "nats": "NATS", "sqs": "SQS"}
+TRANSPORTS: dict[str, str] = {"sqs": "SQS"}
 
 router = APIRouter()
 

@@ -10,6 +10,7 @@ from evolink.api.auth import global_guard, instance_guard, presented_key, same_k
 from evolink.api.context import GatewayContext, get_context
 from evolink.api.errors import ApiError
 from evolink.api.routes_proxy import create_proxy_spec, proxy_row, spec_values
+from evolink.api.routes_transports import apply_create_confs, create_confs, transport_rows
 from evolink.api.schemas import InstanceCreateBody, PresenceBody, instance_row
 from evolink.gateway import CreateRequest, InstanceRuntime, InvalidNumber, NotConnected
 from evolink.gateway.inputs import lookup_name
@@ -42,10 +43,12 @@ async def create_instance(body: InstanceCreateBody, ctx: GatewayContext = Depend
         raise ApiError(403, f'This name "{body.instanceName}" is already in use.')
     webhook = body.webhook.columns() if body.webhook is not None else None
     proxy = await create_proxy_spec(ctx, body.model_extra or {})
+    transports = create_confs(ctx, body.instanceName, body.model_extra or {})
     try:
         row, rt = await ctx.manager.create(CreateRequest(
             name=body.instanceName, token=body.token, integration=integration, number=body.number,
-            settings=body.settings_columns(), webhook=webhook))
+            settings=body.settings_columns(), webhook=webhook,
+            prepare=lambda instance_id: apply_create_confs(ctx, instance_id, transports)))
     except NameInUse:
         raise ApiError(403, f'This name "{body.instanceName}" is already in use.') from None
     except TokenInUse:  # evolink: a token opens its instance, so two instances never share one
@@ -149,6 +152,7 @@ async def fetch_instances(request: Request, instanceName: str | None = None,
             item["Proxy"] = proxy_row(await ctx.store.get_proxy(row.id))
         except SealError:
             item["Proxy"] = None  # unreadable with this EVOLINK_SECRET_KEY; /proxy/find says why
+        item.update(await transport_rows(ctx, row.id))
         out.append(item)
     return out
 

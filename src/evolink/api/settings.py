@@ -131,8 +131,24 @@ class Settings(BaseSettings):
     METRICS_PASSWORD: str | None = None
     METRICS_ALLOWED_IPS: str | None = None
 
+    # Event transports (Evolution's names and defaults; docs/events.md)
+    WEBSOCKET_ENABLED: bool = False
+    WEBSOCKET_GLOBAL_EVENTS: bool = False
+    RABBITMQ_ENABLED: bool = False
+    RABBITMQ_URI: str = ""
+    RABBITMQ_EXCHANGE_NAME: str = Field("evolution_exchange", min_length=1, max_length=255)
+    RABBITMQ_GLOBAL_ENABLED: bool = False
+    RABBITMQ_PREFIX_KEY: str | None = None
+    NATS_ENABLED: bool = False
+    NATS_URI: str = ""
+    NATS_GLOBAL_ENABLED: bool = False
+    NATS_PREFIX_KEY: str | None = None
+    EVOLINK_EVENTS_RETRY_MAX_SECONDS: float = Field(30.0, gt=0, le=3600)  # broker retry cap (evolink's own)
+
     # Per-event global flags, filled from WEBHOOK_EVENTS_<KEY> (not declared one by one).
     webhook_events: dict[str, bool] = Field(default_factory=dict, exclude=True)
+    rabbitmq_events: dict[str, bool] = Field(default_factory=dict, exclude=True)  # RABBITMQ_EVENTS_<KEY>
+    nats_events: dict[str, bool] = Field(default_factory=dict, exclude=True)  # NATS_EVENTS_<KEY>
 
     @field_validator("WEBHOOK_RETRY_NON_RETRYABLE_STATUS_CODES", mode="before")
     @classmethod
@@ -171,15 +187,15 @@ class Settings(BaseSettings):
         return self.webhook_events.get(key, False)
 
 
-def _read_event_flags(env: dict[str, str]) -> dict[str, bool]:
+def _read_event_flags(env: dict[str, str], prefix: str = "WEBHOOK_EVENTS_") -> dict[str, bool]:
     flags: dict[str, bool] = {}
     for key in GLOBAL_EVENT_FLAGS:
-        raw = env.get(f"WEBHOOK_EVENTS_{key}")
+        raw = env.get(f"{prefix}{key}")
         if raw is None:
             continue
         low = raw.strip().lower()
         if low not in ("true", "false", "1", "0", "yes", "no", "on", "off", ""):
-            raise ConfigError(f"WEBHOOK_EVENTS_{key}: expected true or false, got {raw!r}")
+            raise ConfigError(f"{prefix}{key}: expected true or false, got {raw!r}")
         flags[key] = low in ("true", "1", "yes", "on")
     return flags
 
@@ -210,6 +226,13 @@ def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Set
         raise ConfigError(f"{name}: {err['msg']}{shown}") from None
     env = _env_with_dotenv(env_file)
     settings.webhook_events = _read_event_flags(env) | dict(overrides.get("webhook_events") or {})
+    settings.rabbitmq_events = _read_event_flags(env, "RABBITMQ_EVENTS_") | dict(overrides.get("rabbitmq_events") or {})
+    settings.nats_events = _read_event_flags(env, "NATS_EVENTS_") | dict(overrides.get("nats_events") or {})
+    for flag, uri, schemes in (("RABBITMQ", settings.RABBITMQ_URI, ("amqp", "amqps")),
+                               ("NATS", settings.NATS_URI, ("nats", "tls", "ws", "wss"))):
+        if getattr(settings, f"{flag}_ENABLED") and uri.split("://", 1)[0] not in schemes:
+            raise ConfigError(f"{flag}_URI: required when {flag}_ENABLED=true, as "
+                              f"{schemes[0]}://[user:password@]host[:port] (got {'nothing' if not uri else 'another scheme'})")
     if settings.DATABASE_PROVIDER == "postgresql" and not settings.DATABASE_CONNECTION_URI:
         raise ConfigError("DATABASE_CONNECTION_URI: required when DATABASE_PROVIDER=postgresql")
     if settings.WEBHOOK_GLOBAL_ENABLED and not settings.WEBHOOK_GLOBAL_URL:

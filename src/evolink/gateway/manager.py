@@ -31,6 +31,9 @@ class CreateRequest:
     number: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     webhook: dict[str, Any] | None = None  # Webhook column values
+    # Stores the instance's other per-instance settings (event transports) before INSTANCE_CREATE is
+    # published, so those transports get it too (Evolution's order); called with the new instance id.
+    prepare: Callable[[str], Awaitable[None]] | None = None
 
 
 class InstanceManager:
@@ -105,6 +108,8 @@ class InstanceManager:
                                                integration=req.integration, number=req.number,
                                                client_name=self.client_name, settings=req.settings,
                                                webhook=req.webhook)
+        if req.prepare is not None:
+            await req.prepare(row.id)
         rt = self._runtime(row)
         await self.publisher.publish(rt.ref, names.INSTANCE_CREATE, {"instanceName": row.name, "instanceId": row.id})
         self._arm_del_timer(row.name, row.id)

@@ -18,6 +18,7 @@ from evolink.gateway.runtime import InstanceRuntime, NotConnected, RuntimeOption
 from evolink.gateway.webhooks import EventPublisher, WebhookTarget
 from evolink.store import Store
 from evolink.store.models import Instance
+from evolink.wa.events import ConnectionState
 
 log = logging.getLogger("evolink.gateway")
 
@@ -70,7 +71,7 @@ class InstanceManager:
 
     def states(self) -> dict[str, str]:
         """{instance name: open|connecting|close} of the instances loaded in this process."""
-        return {name: rt.state for name, rt in self.runtimes.items()}
+        return {name: rt.state.value for name, rt in self.runtimes.items()}
 
     def publish_states(self) -> None:
         observe.publish_instance_states(self.states())
@@ -80,7 +81,7 @@ class InstanceManager:
         resumed = 0
         for row in await self.store.list_instances(client_name=self.client_name):
             rt = self._runtime(row)
-            if row.connection_status in ("open", "connecting"):
+            if row.connection_status in (ConnectionState.OPEN, ConnectionState.CONNECTING):
                 try:
                     await rt.resume()
                     resumed += 1
@@ -111,7 +112,7 @@ class InstanceManager:
         rt = await self.get(name)
         if rt is None:
             return
-        if rt.state != "close":
+        if rt.state is not ConnectionState.CLOSE:
             try:
                 await rt.logout()
             except NotConnected:
@@ -166,7 +167,7 @@ class InstanceManager:
         def fire() -> None:
             self._timers.pop(name, None)
             rt = self.runtimes.get(name)
-            if rt is not None and rt.instance_id == instance_id and rt.state != "open":
+            if rt is not None and rt.instance_id == instance_id and rt.state is not ConnectionState.OPEN:
                 task = loop.create_task(self.delete(name))
                 task.add_done_callback(_log_failure)
 

@@ -28,6 +28,7 @@ from evolink.wa.events import (
     CloseEvent,
     CloseReason,
     ConnectingEvent,
+    ConnectionState,
     CredsUpdatedEvent,
     EngineEvent,
     LoggedOutEvent,
@@ -82,7 +83,7 @@ class Engine:
         self._conn: Connection | None = None
         self._conn_changed = asyncio.Event()
         self._pair_lock = asyncio.Lock()
-        self._state = "close"
+        self._state: ConnectionState = ConnectionState.CLOSE
         self._creds: Creds | None = None
         self._wiped = False
         self._new_login = False
@@ -97,8 +98,8 @@ class Engine:
     # ------------------------------------------------------------------ public API
 
     @property
-    def state(self) -> str:
-        """"close" | "connecting" | "open"."""
+    def state(self) -> ConnectionState:
+        """CLOSE | CONNECTING | OPEN (Evolution's strings)."""
         return self._state
 
     @property
@@ -134,9 +135,9 @@ class Engine:
         if task is not None and not task.done():
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-            self._state = "close"
+            self._state = ConnectionState.CLOSE
             self.emit(CloseEvent(CloseReason.CLOSED_BY_USER, None, False, "closed by user"))
-        self._state = "close"
+        self._state = ConnectionState.CLOSE
         self._notify()
         self._bus.end_streams()
 
@@ -173,7 +174,7 @@ class Engine:
         push_name = (creds.push_name if creds is not None else None) or self.config.push_name
         node = presence_node(presence, push_name)  # validates before looking at the socket
         conn = self._conn
-        if conn is None or not conn.opened or conn.closed or self._state != "open":
+        if conn is None or not conn.opened or conn.closed or self._state != ConnectionState.OPEN:
             raise PresenceNotConnected(f"Connection Closed: the engine is {self._state}, not open")
         if presence == "available":
             await self.send_unified_session(conn)  # as Baileys does before going online
@@ -240,7 +241,7 @@ class Engine:
     def live_connection(self) -> Connection | None:
         """The logged-in socket, or None."""
         conn = self._conn
-        if conn is None or not conn.opened or conn.closed or self._state != "open":
+        if conn is None or not conn.opened or conn.closed or self._state != ConnectionState.OPEN:
             return None
         return conn
 
@@ -280,7 +281,7 @@ class Engine:
         if conn.closed:
             return
         conn.opened = True
-        self._state = "open"
+        self._state = ConnectionState.OPEN
         self._policy.opened(asyncio.get_running_loop().time())  # reset only if it stays up (reconnect.py)
         creds = conn.creds
         is_new, self._new_login = self._new_login, False
@@ -329,10 +330,10 @@ class Engine:
         try:
             while True:
                 attempt += 1
-                self._state = "connecting"
+                self._state = ConnectionState.CONNECTING
                 self.emit(ConnectingEvent(attempt))
                 d = await self._connect_once()
-                self._state = "close"
+                self._state = ConnectionState.CLOSE
                 if self._policy.closed(asyncio.get_running_loop().time()):
                     self._immediate_streak = 0
                 self.last_disconnect = d
@@ -358,7 +359,7 @@ class Engine:
                 if delay > 0:
                     await asyncio.sleep(delay)
         finally:
-            self._state = "close"
+            self._state = ConnectionState.CLOSE
 
     async def _load_creds(self) -> Creds:
         if self._creds is None:

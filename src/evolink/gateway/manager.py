@@ -11,6 +11,7 @@ from typing import Any
 
 from evolink.clock import Clock
 from evolink.gateway import names, observe
+from evolink.gateway.cluster import ClusterNode
 from evolink.gateway.observe import LinkGuard, allow_all
 from evolink.gateway.ports import EngineFactory
 from evolink.gateway.proxy import ProxySpec, resolve_proxy
@@ -36,7 +37,8 @@ class CreateRequest:
 class InstanceManager:
     def __init__(self, *, store: Store, publisher: EventPublisher, clock: Clock, engine_factory: EngineFactory,
                  options: RuntimeOptions, client_name: str, link_guard: LinkGuard = allow_all,
-                 del_instance_after: float | None = None, proxy_fallback: ProxySpec | None = None) -> None:
+                 del_instance_after: float | None = None, proxy_fallback: ProxySpec | None = None,
+                 cluster: ClusterNode | None = None) -> None:
         self.store = store
         self.publisher = publisher
         self.clock = clock
@@ -47,6 +49,10 @@ class InstanceManager:
         self.del_instance_after = del_instance_after  # seconds (DEL_INSTANCE minutes x 60)
         self.proxy_fallback = proxy_fallback  # PROXY_* for instances without an enabled proxy of their own
         self.runtimes: dict[str, InstanceRuntime] = {}
+        # Cluster mode (docs/cluster.md): instances are resumed by lease takeover, not all by `load`.
+        self.cluster = cluster
+        if cluster is not None:
+            cluster.bind(self._take_over, self._lease_lost)
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -58,7 +64,8 @@ class InstanceManager:
                                  options=self.options, link_guard=self.link_guard,
                                  wuid=row.owner_jid, profile_name=row.profile_name,
                                  on_state=lambda _rt: self.publish_states(),
-                                 proxy_lookup=self._proxy_lookup(row.id))
+                                 proxy_lookup=self._proxy_lookup(row.id),
+                                 fence=self.cluster.fence(row.id) if self.cluster is not None else None)
             self.runtimes[row.name] = rt
             self.publish_states()
         return rt
@@ -77,7 +84,12 @@ class InstanceManager:
         observe.publish_instance_states(self.states())
 
     async def load(self) -> int:
-        """Load this installation's instances; reconnect those that were open or connecting."""
+        """Load this installation's instances; reconnect those that were open or connecting.
+
+        In cluster mode nothing is resumed here: the lease keeper takes over this node's fair share."""
+        if self.cluster is not None:
+            self.cluster.start()
+            return 0
         resumed = 0
         for row in await self.store.list_instances(client_name=self.client_name):
             rt = self._runtime(row)
@@ -157,7 +169,38 @@ class InstanceManager:
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
+        if self.cluster is not None:  # close the sockets, then hand the leases over at once
+            await self.cluster.stop(self._shutdown_runtimes)
+        else:
+            await self._shutdown_runtimes()
+
+    async def _shutdown_runtimes(self) -> None:
         await asyncio.gather(*(rt.shutdown() for rt in list(self.runtimes.values())), return_exceptions=True)
+
+    # --- cluster hooks ---------------------------------------------------------------------------
+
+    def _by_id(self, instance_id: str) -> InstanceRuntime | None:
+        return next((rt for rt in self.runtimes.values() if rt.instance_id == instance_id), None)
+
+    async def _take_over(self, instance_id: str) -> None:
+        """This node now holds the lease: log the instance in from its stored creds (no new link)."""
+        rows = await self.store.list_instances(instance_id=instance_id)
+        if not rows:
+            return
+        old = self._by_id(instance_id)
+        if old is not None and old.lifecycle.stopping:
+            self.runtimes.pop(old.name, None)  # a runtime closed by an earlier lease loss is not reused
+        await self._runtime(rows[0]).resume()
+
+    async def _lease_lost(self, instance_id: str) -> None:
+        """Another node owns the instance: close its socket now and forget the runtime."""
+        rt = self._by_id(instance_id)
+        if rt is None:
+            return
+        await rt.lease_lost()
+        if self.runtimes.get(rt.name) is rt:
+            del self.runtimes[rt.name]
+        self.publish_states()
 
     def _arm_del_timer(self, name: str, instance_id: str) -> None:
         if not self.del_instance_after:

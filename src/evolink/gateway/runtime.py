@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from evolink.clock import Clock
 from evolink.clock.base import elapsed as default_elapsed
@@ -59,7 +59,7 @@ from evolink.wa.pair_code import InvalidPhoneNumber, normalize_phone
 
 log = logging.getLogger("evolink.gateway.instance")
 
-__all__ = ["QR_LIMIT_MESSAGE", "STATUS_CODES", "InstanceRuntime", "InvalidNumber", "NotConnected", "PresenceError",
+__all__ = ["QR_LIMIT_MESSAGE", "STATUS_CODES", "InstanceRuntime", "InvalidNumber", "LeaseHeld", "NotConnected", "PresenceError",
            "QrObject", "RuntimeOptions", "bare_jid", "normalise_number"]
 
 _PHONE = re.compile(r"^\d{7,15}$")
@@ -75,6 +75,23 @@ class PresenceError(Exception):
 
 class InvalidNumber(ValueError):
     """`number` is not digits with a country code."""
+
+
+class LeaseHeld(Exception):
+    """Cluster mode: another node holds this instance's lease; this node must not connect it."""
+
+
+class InstanceFence(Protocol):
+    """Cluster mode (`gateway/cluster.py`): may this node act for the instance?"""
+
+    def holds(self) -> bool: ...
+
+    @property
+    def token(self) -> int | None: ...
+
+    async def claim(self) -> bool: ...
+
+    async def write(self, values: dict[str, Any]) -> bool: ...
 
 
 def normalise_number(number: str | None) -> str | None:
@@ -135,7 +152,7 @@ class InstanceRuntime:
                  link_guard: LinkGuard = allow_all, wuid: str | None = None, profile_name: str | None = None,
                  on_state: Callable[[InstanceRuntime], None] | None = None,
                  proxy_lookup: Callable[[], Awaitable[ProxySpec | None]] | None = None,
-                 elapsed: Callable[[], float] = default_elapsed) -> None:
+                 elapsed: Callable[[], float] = default_elapsed, fence: InstanceFence | None = None) -> None:
         self.name = name
         self.instance_id = instance_id
         self.token = token
@@ -145,6 +162,7 @@ class InstanceRuntime:
         self.options = options
         self.link_guard = link_guard
         self._elapsed = elapsed
+        self.fence = fence  # None: single process, this node always owns the instance
         self._factory = engine_factory
         self.creds = SqlCredsStore(store, instance_id)
         self._lc = Lifecycle(name=name, qrcode_limit=options.qrcode_limit, wuid=wuid, profile_name=profile_name)
@@ -381,11 +399,13 @@ class InstanceRuntime:
                 continue
             try:
                 await self._effects[type(effect)](effect)
-            except ProxyUnavailable as exc:  # only StartEngine raises it: the rest of this plan is void
+            except (ProxyUnavailable, LeaseHeld) as exc:  # only StartEngine raises them: the rest is void
                 return await self._step(lc_.StartFailed(f'Instance "{self.name}" did not connect: {exc}'))
         return reply
 
     async def _do_start_engine(self, effect: lc_.StartEngine) -> None:
+        if self.fence is not None and not await self.fence.claim():
+            raise LeaseHeld("another gateway node owns this instance")
         try:
             spec = await self._proxy_lookup() if self._proxy_lookup is not None else None
         except ProxyUnavailable as exc:
@@ -460,6 +480,9 @@ class InstanceRuntime:
                 await self.creds.clear()
 
     async def _do_emit(self, effect: lc_.Emit) -> None:
+        if self.fence is not None and not self.fence.holds():
+            log.info("event dropped: lease not held", extra={"instance": self.name, "event": effect.event})
+            return
         try:
             await self.publisher.publish(self.ref, effect.event, effect.data)
         except Exception:
@@ -471,7 +494,11 @@ class InstanceRuntime:
         if set(values) == {"connection_status"} and status == self._persisted_status:
             return
         try:
-            await self.store.update_instance(self.instance_id, **values)
+            if self.fence is None:
+                await self.store.update_instance(self.instance_id, **values)
+            elif not await self.fence.write(values):  # fenced: refused once another node owns it
+                log.info("state not stored: lease not held", extra={"instance": self.name})
+                return
             if status is not None:
                 self._persisted_status = status
         except Exception:

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import exists, func, select, text, update
 
+from evolink.store.cluster_models import InstanceLease
 from evolink.store.db import Database
+from evolink.store.models import Instance
 
 _ACQUIRE = text("""
 INSERT INTO instance_leases AS l (instance_id, owner, token, expires_at)
@@ -151,3 +154,14 @@ class LeaseRepo:
             result = await conn.execute(_FENCED_STATUS, {"id": instance_id, "node": node, "token": token,
                                                          "status": status})
         return bool(result.rowcount)
+
+    async def update_instance_fenced(self, instance_id: str, node: str, token: int, values: dict[str, Any]) -> bool:
+        """`Store.update_instance`, but only while (`node`, `token`) holds a live lease: a stale owner's
+        write is refused in the same statement. False when refused."""
+        held = exists(select(InstanceLease.instance_id).where(
+            InstanceLease.instance_id == instance_id, InstanceLease.owner == node, InstanceLease.token == token,
+            InstanceLease.expires_at > func.now()))
+        stmt = update(Instance).where(Instance.id == instance_id, held).values(**values)
+        async with self.db.sessions.begin() as s:
+            result = await s.execute(stmt.execution_options(synchronize_session=False))
+        return bool(getattr(result, "rowcount", 0))

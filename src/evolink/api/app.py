@@ -16,6 +16,7 @@ from evolink.api.apikey import ApiKey, resolve_api_key
 from evolink.api.context import GatewayContext
 from evolink.api.cors import install_cors
 from evolink.api.errors import install_error_handlers
+from evolink.api.forward import ForwardToOwner
 from evolink.api.health import router as health_router
 from evolink.api.metrics import router as metrics_router
 from evolink.api.routes_config import router as config_router
@@ -134,6 +135,15 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
         worker = DeliveryWorker(store, retry_policy(settings), publisher.wake,
                                 timeout=settings.WEBHOOK_REQUEST_TIMEOUT_MS / 1000, client=http_client,
                                 clock=the_clock)
+        cluster = None
+        if settings.cluster_mode:  # docs/cluster.md
+            from evolink.gateway.cluster import ClusterNode
+            from evolink.store.leases import LeaseRepo
+
+            cluster = ClusterNode(LeaseRepo(db, client_name=settings.DATABASE_CONNECTION_CLIENT_NAME),
+                                  node_id=settings.EVOLINK_NODE_ID, url=settings.EVOLINK_NODE_URL,
+                                  ttl=settings.EVOLINK_LEASE_SECONDS)
+        app.state.cluster = cluster
         manager = InstanceManager(
             store=store, publisher=publisher, clock=the_clock,
             engine_factory=engine_factory or default_engine_factory(settings),
@@ -141,7 +151,7 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
                                    connect_wait=settings.CONNECT_WAIT_SECONDS),
             client_name=settings.DATABASE_CONNECTION_CLIENT_NAME, link_guard=link_guard or allow_all,
             del_instance_after=(settings.del_instance_minutes or 0) * 60 or None,
-            proxy_fallback=settings_proxy(settings))
+            proxy_fallback=settings_proxy(settings), cluster=cluster)
         app.state.gateway = GatewayContext(settings=settings, api_key=key, clock=the_clock, db=db, store=store,
                                            publisher=publisher, worker=worker, manager=manager,
                                            sandbox_admin_url=sandbox_admin_url, clock_guard=clock_guard)
@@ -182,6 +192,7 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
                   description="WhatsApp gateway, wire-compatible with Evolution API 2.3.7 (instance surface). "
                               "Authenticate with the `apikey` header.")
     install_error_handlers(app)
+    app.add_middleware(ForwardToOwner)  # cluster mode only (no-op without app.state.cluster)
     install_cors(app, settings)
     app.include_router(config_router)
     app.include_router(server_router)

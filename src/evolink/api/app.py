@@ -16,6 +16,7 @@ from evolink.api.apikey import ApiKey, resolve_api_key
 from evolink.api.context import GatewayContext
 from evolink.api.cors import install_cors
 from evolink.api.errors import install_error_handlers
+from evolink.api.forward import ForwardToOwner
 from evolink.api.health import router as health_router
 from evolink.api.limits import MESSAGE_PREFIX, BodyLimitMiddleware, BodyLimits
 from evolink.api.metrics import METRICS_VARIABLES, create_metrics_router
@@ -153,6 +154,15 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
                                 clock=the_clock, retention=settings.EVOLINK_OUTBOX_DELIVERED_RETENTION_SECONDS,
                                 failed_retention=settings.EVOLINK_OUTBOX_FAILED_RETENTION_SECONDS,
                                 senders=events_wiring.senders(settings, hub))
+        cluster = None
+        if settings.cluster_mode:  # docs/cluster.md
+            from evolink.gateway.cluster import ClusterNode
+            from evolink.store.leases import LeaseRepo
+
+            cluster = ClusterNode(LeaseRepo(db, client_name=settings.DATABASE_CONNECTION_CLIENT_NAME),
+                                  node_id=settings.EVOLINK_NODE_ID, url=settings.EVOLINK_NODE_URL,
+                                  ttl=settings.EVOLINK_LEASE_SECONDS)
+        app.state.cluster = cluster
         manager = InstanceManager(
             store=store, publisher=publisher, clock=the_clock,
             engine_factory=engine_factory or default_engine_factory(settings),
@@ -162,7 +172,8 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
             del_instance_after=(settings.del_instance_minutes or 0) * 60 or None,
             proxy_fallback=settings_proxy(settings),
             messages=MessageHub(repo=MessageRepo(db, creds_key.cipher), publisher=publisher, store=store,
-                                clock=the_clock, send_min_gap=settings.EVOLINK_SEND_MIN_GAP_MS / 1000))
+                                clock=the_clock, send_min_gap=settings.EVOLINK_SEND_MIN_GAP_MS / 1000),
+            cluster=cluster)
         app.state.gateway = GatewayContext(settings=settings, api_key=key, clock=the_clock, db=db, store=store,
                                            publisher=publisher, worker=worker, manager=manager,
                                            sandbox_admin_url=sandbox_admin_url, clock_guard=clock_guard,
@@ -208,6 +219,7 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
                   description="WhatsApp gateway, wire-compatible with Evolution API 2.3.7 (instance surface). "
                               "Authenticate with the `apikey` header.")
     install_error_handlers(app)
+    app.add_middleware(ForwardToOwner)  # cluster mode only (no-op without app.state.cluster)
     # added before CORS, so it runs inside it: a a 401/413 still carries the CORS headers a browser needs to read it
     app.add_middleware(BodyLimitMiddleware, limits=BodyLimits(
         settings.EVOLINK_MAX_BODY_BYTES, ((MESSAGE_PREFIX, settings.EVOLINK_MAX_MESSAGE_BODY_BYTES),)))

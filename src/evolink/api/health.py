@@ -283,6 +283,16 @@ def instances_check(states: Callable[[], dict[str, str]]) -> CheckFn:
     return check
 
 
+def cluster_check(cluster: Any) -> CheckFn:
+    """``cluster:node``: this node's id, URL and the number of instances it owns (cluster mode)."""
+
+    async def check() -> CheckResult:
+        return CheckResult("pass", len(cluster.owned), "instances", component_type="component",
+                           extra={"node": cluster.node_id, "url": cluster.url})
+
+    return check
+
+
 def service_for_app(app: FastAPI) -> HealthService:
     """The app's ``HealthService``, built once from ``app.state`` when the app did not provide one."""
     state = app.state
@@ -297,6 +307,9 @@ def service_for_app(app: FastAPI) -> HealthService:
     states = getattr(state, "instance_states", None)
     if callable(states):
         service.register("instances:state", instances_check(states), ready=False)
+    cluster = getattr(state, "cluster", None)
+    if cluster is not None:
+        service.register("cluster:node", cluster_check(cluster), ready=False)
     state.health_service = service
     return service
 

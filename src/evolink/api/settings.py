@@ -74,6 +74,19 @@ class Settings(BaseSettings):
     DATABASE_CONNECTION_URI: str | None = None
     DATABASE_CONNECTION_CLIENT_NAME: str = "evolution"
 
+    # cluster mode (docs/cluster.md): N nodes sharing PostgreSQL; on with postgresql + CACHE_REDIS_URI
+    CACHE_REDIS_URI: str | None = None
+    EVOLINK_CLUSTER: bool | None = None  # None: on when DATABASE_PROVIDER=postgresql and CACHE_REDIS_URI is set
+    EVOLINK_NODE_ID: str | None = None  # default: host-pid-random
+    EVOLINK_NODE_URL: str | None = None  # how other nodes reach this one; default http://127.0.0.1:SERVER_PORT
+    EVOLINK_LEASE_SECONDS: float = Field(15.0, ge=1.0, le=300.0)
+
+    @property
+    def cluster_mode(self) -> bool:
+        if self.EVOLINK_CLUSTER is not None:
+            return self.EVOLINK_CLUSTER
+        return self.DATABASE_PROVIDER == "postgresql" and bool(self.CACHE_REDIS_URI)
+
     # qrcode / session
     QRCODE_LIMIT: int = Field(30, ge=1)
     QRCODE_COLOR: str = Field("#198754", pattern=r"^#[0-9a-fA-F]{6}$")
@@ -235,6 +248,8 @@ def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Set
                               f"{schemes[0]}://[user:password@]host[:port] (got {'nothing' if not uri else 'another scheme'})")
     if settings.DATABASE_PROVIDER == "postgresql" and not settings.DATABASE_CONNECTION_URI:
         raise ConfigError("DATABASE_CONNECTION_URI: required when DATABASE_PROVIDER=postgresql")
+    if settings.EVOLINK_CLUSTER and settings.DATABASE_PROVIDER != "postgresql":
+        raise ConfigError("EVOLINK_CLUSTER: cluster mode needs DATABASE_PROVIDER=postgresql")
     if settings.WEBHOOK_GLOBAL_ENABLED and not settings.WEBHOOK_GLOBAL_URL:
         raise ConfigError("WEBHOOK_GLOBAL_URL: required when WEBHOOK_GLOBAL_ENABLED=true")
     if settings.PROXY_HOST:

@@ -21,6 +21,7 @@ from evolink.store.chats_repo import ChatStore
 from evolink.wa import groups as wa_groups
 from evolink.wa.contacts import on_whatsapp
 from evolink.wa.engine import Engine
+from evolink.wa.events import ConnectionState
 from evolink.wa.groups import GroupError, GroupMetadata, GroupParticipant
 from evolink.wa.message_send import NotConnected, SendError
 
@@ -33,7 +34,7 @@ class InstanceNotOpen(Exception):
 
 def live_engine(rt: InstanceRuntime) -> Engine:
     engine = rt.engine
-    if rt.state != "open" or not isinstance(engine, Engine) or engine.live_connection() is None:
+    if rt.state != ConnectionState.OPEN or not isinstance(engine, Engine) or engine.live_connection() is None:
         raise InstanceNotOpen("Connection Closed")
     return engine
 

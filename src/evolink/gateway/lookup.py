@@ -16,6 +16,7 @@ from typing import Any
 from evolink.gateway.groups import Groups, live_engine
 from evolink.gateway.numbers import create_jid, variants
 from evolink.wa.contacts import OnWhatsApp, on_whatsapp
+from evolink.wa.events import ConnectionState
 
 
 def _result(jid: str, exists: bool, number: str, name: str | None = None, lid: str | None = None) -> dict[str, Any]:
@@ -42,7 +43,7 @@ async def whatsapp_numbers(groups: Groups, numbers: list[str]) -> list[dict[str,
             users.append((number, jid))
     out = [_result(jid, False, number) for number, jid in broadcast]
     for number, jid in group_list:
-        meta = await groups.lookup_group(jid) if rt.state == "open" else None
+        meta = await groups.lookup_group(jid) if rt.state == ConnectionState.OPEN else None
         out.append(_result(meta.id, True, number, meta.subject) if meta is not None else _result(jid, False, number))
 
     phones = [jid.split("@", 1)[0] for _, jid in users if jid.endswith("@s.whatsapp.net")]

@@ -35,7 +35,7 @@ from evolink.store.message_models import MessageRow
 from evolink.store.message_repo import DuplicateMessage, MessageRepo
 from evolink.store.models import Setting
 from evolink.wa import plaintext
-from evolink.wa.events import MessageEvent, ReceiptEvent, ReceiptType
+from evolink.wa.events import ConnectionState, MessageEvent, ReceiptEvent, ReceiptType
 from evolink.wa.store_port import StoredMessage
 
 log = logging.getLogger("evolink.gateway.messages")
@@ -63,7 +63,9 @@ class RuntimeView(Protocol):
 
     name: str
     instance_id: str
-    state: str
+
+    @property
+    def state(self) -> ConnectionState: ...
 
     @property
     def ref(self) -> InstanceRef: ...
@@ -194,7 +196,7 @@ class InstanceMessages:
 
     async def _auto_read(self, row: MessageRow) -> None:
         engine = self.rt.engine
-        if engine is None or self.rt.state != "open":
+        if engine is None or self.rt.state != ConnectionState.OPEN:
             return
         try:
             await engine.send_read_receipt(row.remote_jid, [row.key_id], participant=row.participant)

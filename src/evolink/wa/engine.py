@@ -29,6 +29,7 @@ from evolink.wa.events import (
     CloseEvent,
     CloseReason,
     ConnectingEvent,
+    ConnectionState,
     CredsUpdatedEvent,
     EngineEvent,
     LoggedOutEvent,
@@ -84,7 +85,7 @@ class Engine:
         self._conn: Connection | None = None
         self._conn_changed = asyncio.Event()
         self._pair_lock = asyncio.Lock()
-        self._state = "close"
+        self._state: ConnectionState = ConnectionState.CLOSE
         self._creds: Creds | None = None
         self._wiped = False
         self._new_login = False
@@ -99,8 +100,8 @@ class Engine:
     # ------------------------------------------------------------------ public API
 
     @property
-    def state(self) -> str:
-        """"close" | "connecting" | "open"."""
+    def state(self) -> ConnectionState:
+        """CLOSE | CONNECTING | OPEN (Evolution's strings)."""
         return self._state
 
     @property
@@ -136,9 +137,9 @@ class Engine:
         if task is not None and not task.done():
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-            self._state = "close"
+            self._state = ConnectionState.CLOSE
             self.emit(CloseEvent(CloseReason.CLOSED_BY_USER, None, False, "closed by user"))
-        self._state = "close"
+        self._state = ConnectionState.CLOSE
         self._notify()
         self._bus.end_streams()
 
@@ -175,7 +176,7 @@ class Engine:
         push_name = (creds.push_name if creds is not None else None) or self.config.push_name
         node = presence_node(presence, push_name)  # validates before looking at the socket
         conn = self._conn
-        if conn is None or not conn.opened or conn.closed or self._state != "open":
+        if conn is None or not conn.opened or conn.closed or self._state != ConnectionState.OPEN:
             raise PresenceNotConnected(f"Connection Closed: the engine is {self._state}, not open")
         if presence == "available":
             await self.send_unified_session(conn)  # as Baileys does before going online
@@ -278,7 +279,7 @@ class Engine:
     def live_connection(self) -> Connection | None:
         """The logged-in socket, or None."""
         conn = self._conn
-        if conn is None or not conn.opened or conn.closed or self._state != "open":
+        if conn is None or not conn.opened or conn.closed or self._state != ConnectionState.OPEN:
             return None
         return conn
 
@@ -318,7 +319,7 @@ class Engine:
         if conn.closed:
             return
         conn.opened = True
-        self._state = "open"
+        self._state = ConnectionState.OPEN
         self._policy.opened(asyncio.get_running_loop().time())  # reset only if it stays up (reconnect.py)
         creds = conn.creds
         is_new, self._new_login = self._new_login, False
@@ -367,10 +368,10 @@ class Engine:
         try:
             while True:
                 attempt += 1
-                self._state = "connecting"
+                self._state = ConnectionState.CONNECTING
                 self.emit(ConnectingEvent(attempt))
                 d = await self._connect_once()
-                self._state = "close"
+                self._state = ConnectionState.CLOSE
                 if self._policy.closed(asyncio.get_running_loop().time()):
                     self._immediate_streak = 0
                 self.last_disconnect = d
@@ -396,7 +397,7 @@ class Engine:
                 if delay > 0:
                     await asyncio.sleep(delay)
         finally:
-            self._state = "close"
+            self._state = ConnectionState.CLOSE
 
     async def _load_creds(self) -> Creds:
         if self._creds is None:

@@ -11,6 +11,19 @@ from enum import StrEnum
 from typing import Any
 
 
+class ConnectionState(StrEnum):
+    """Connection states with Evolution's strings (`connectionState`, `connection.update`, metrics).
+
+    The engine is only ever OPEN, CONNECTING or CLOSE; REFUSED appears only in the gateway's
+    `connection.update` when QRCODE_LIMIT is reached (Evolution's `state: "refused"`).
+    """
+
+    OPEN = "open"
+    CONNECTING = "connecting"
+    CLOSE = "close"
+    REFUSED = "refused"
+
+
 class CloseReason(StrEnum):
     LOGGED_OUT = "logged_out"  # 401 / device_removed: creds wiped, no reconnect
     FORBIDDEN = "forbidden"  # 403: no reconnect

@@ -66,6 +66,33 @@ async def send_message(engine: Engine, to: str, message: Message, *, message_id:
     chat = f"{target.user}@{target.server}"
     m = engine.messaging
     msg_id = message_id or jids.message_id(conn.creds.me_jid, engine.clock.time())
+    ack, now, n = await _send_once(engine, conn, chat, msg_id, message, within)
+    if _refused(ack):
+        # A refused stanza reached nobody. The usual cause is a stale device list (a peer's device
+        # changed while we were offline and missed its notification): forget the cached lists and
+        # build the stanza once more from fresh ones. The ratchet moved on with the refused copies;
+        # peers skip those message keys.
+        log.info("server refused a send; retrying with fresh device lists",
+                 extra={"id": msg_id, "error": ack.attrs.get("error")})
+        m.forget_all_devices()
+        ack, now, n = await _send_once(engine, conn, chat, msg_id, message, within)
+    if _refused(ack):
+        raise SendError(f"server refused {msg_id}: error {ack.attrs.get('error')}")
+    t = ack.attrs.get("t", "")
+    log.info("message sent", extra={"id": msg_id, "devices": n})
+    return SendResult(msg_id, int(t) if t.isdigit() else now, n)
+
+
+def _refused(ack: Node) -> bool:
+    error = ack.attrs.get("error")
+    return bool(error) and error != "0"
+
+
+async def _send_once(engine: Engine, conn: Connection, chat: str, msg_id: str, message: Message,
+                     within: float | None) -> tuple[Node, int, int]:
+    """Encrypt, record, send, and wait for the server's ack (returned, refused or not)."""
+    m = engine.messaging
+    delivered = False
     try:
         async with m.lock:
             if jids.is_group(chat):
@@ -82,16 +109,22 @@ async def send_message(engine: Engine, to: str, message: Message, *, message_id:
             raise SendError(f"no server ack for {msg_id} within {within or engine.config.query_timeout:g}s") from None
         finally:
             m.drop_ack(msg_id)
+        delivered = not _refused(ack)
+        theirs = ack.attrs.get("phash")
+        if theirs and theirs != node.attrs.get("phash"):
+            # The server's device list differs from ours: refresh it before the next send (a
+            # device we missed answers the skmsg it cannot read with a retry receipt).
+            m.forget_all_devices()
     except ConnectionLost as exc:
         raise NotConnected(f"Connection Closed: {exc}") from None
     except (IqError, QueryTimeout, usync.UsyncError) as exc:
         raise SendError(f"could not prepare {msg_id}: {exc}") from None
-    error = ack.attrs.get("error")
-    if error and error != "0":
-        raise SendError(f"server refused {msg_id}: error {error}")
-    t = ack.attrs.get("t", "")
-    log.info("message sent", extra={"id": msg_id, "devices": n})
-    return SendResult(msg_id, int(t) if t.isdigit() else now, n)
+    finally:
+        if not delivered and jids.is_group(chat):
+            # Who got our sender key was marked optimistically: unknown now, so distribute it to
+            # every member device again with the next group message.
+            m.skdm_sent.pop(chat, None)
+    return ack, now, n
 
 
 def _own_user(creds: Creds, lid_namespace: bool) -> str:

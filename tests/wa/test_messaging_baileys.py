@@ -211,13 +211,18 @@ async def test_lost_sessions_heal_through_retry_receipts_both_ways(sandbox: Sand
     healed = await rec.wait(MessageEvent, lambda e: e.id == lost, within=20)
     assert text_of(healed) == "after engine loss"
 
-    # Baileys loses its sessions with the engine's devices (the multi-file auth state on disk).
+    # Baileys loses its sessions with the engine's devices (the multi-file auth state on disk),
+    # deleted while it is stopped so no write in flight brings them back.
+    await drv.command("end")
+    assert await drv.wait() == 0
     engine_users = {PHONE, sandbox.get_phone(PHONE)["lid"].split("@")[0]}
     gone = [f for f in (tmp_path / "alice").glob("session-*.json")
             if f.name.removeprefix("session-").split("_")[0].split(".")[0] in engine_users]
     assert gone
     for f in gone:
         f.unlink()
+    drv = await drivers(url=sandbox.ws_url, root_key=sandbox.root_public_key, auth=tmp_path / "alice", mode="login")
+    await drv.expect("open", within=30)
     sent = await engine.send_text(alice, "after baileys loss")
     got = (await baileys_texts(drv, 1, "after baileys loss", within=30))[0]
     assert got["id"] == sent.id

@@ -300,3 +300,34 @@ async def test_lid_addressing_both_ways(sandbox: Sandbox, make_engine: EngineFac
     sessions = set(engine.messaging.store.sessions)  # type: ignore[attr-defined]
     assert not any(a.startswith(f"{ALICE}.") for a in sessions)
     assert any(a.startswith(f"{alice_lid.split('@')[0]}_1.") for a in sessions)
+
+
+async def test_messages_sent_while_the_engine_is_offline_arrive_in_order_at_login(
+        sandbox: Sandbox, make_engine: EngineFactory, drivers: Start, tmp_path: Path) -> None:
+    from evolink.wa.creds import MemoryCredsStore
+    from evolink.wa.memory_store import MemoryMessageStore
+
+    for phone in (ALICE, CAROL):
+        sandbox.create_phone(phone)
+    creds, store = MemoryCredsStore(), MemoryMessageStore()
+    engine, rec = make_engine(sandbox, creds, query_timeout=20.0, message_store=store)
+    await link_by_qr(sandbox, engine, rec)
+    drv = await drivers(url=sandbox.ws_url, root_key=sandbox.root_public_key, auth=tmp_path / "alice")
+    await sandbox.scan(ALICE, (await drv.expect("qr"))["qr"])
+    await drv.expect("open", within=30)
+    await drv.command("send", to=f"{PHONE}@s.whatsapp.net", text="online", tag="on")
+    await rec.wait(MessageEvent, lambda e: text_of(e) == "online", within=20)
+    await engine.close()
+    ids = []
+    for i in range(5):
+        await drv.command("send", to=f"{PHONE}@s.whatsapp.net", text=f"away-{i}", tag=f"a{i}")
+        ids.append((await drv.expect("sent", tag=f"a{i}"))["id"])
+    assert [d["queued"] for d in sandbox.get_phone(PHONE)["devices"]] == [5]
+    again, rec2 = make_engine(sandbox, creds, query_timeout=20.0, message_store=store)
+    await again.start()
+    got = [await rec2.wait(MessageEvent, lambda e: text_of(e).startswith("away-"), within=20) for _ in range(5)]
+    assert [e.id for e in got] == ids and all(e.offline for e in got)
+    await until(lambda: [d["queued"] for d in sandbox.get_phone(PHONE)["devices"]] == [0])
+    # Baileys sees them delivered.
+    while not set(ids) <= {e["id"] for e in drv.seen("status") if e["status"] >= 3}:
+        await drv.expect("status", within=20)

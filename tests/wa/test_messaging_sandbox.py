@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from wa_helpers import PHONE, EngineFactory, Recorder, link_by_qr
 
 from evolink.sandbox.server import Sandbox
@@ -242,3 +243,29 @@ async def test_engine_to_engine_and_the_peer_relinks(sandbox: Sandbox, make_engi
     assert not nrec.of(UndecryptableEvent)
     await until(lambda: any(m["id"] == g.id for m in sandbox.phone_received(BOB)))
     assert [m["error"] for m in sandbox.phone_received(BOB) if m["id"] == g.id] == [None]
+
+
+async def test_receiving_is_not_held_up_by_a_send_waiting_on_the_network(sandbox: Sandbox, make_engine: EngineFactory,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A group send waiting for its w:g2 metadata holds no lock: a message arriving meanwhile is
+    decrypted and stored at once."""
+    from evolink.wa import message_send
+
+    engine, rec = await linked(sandbox, make_engine)
+    group = sandbox.create_group("slow", [PHONE, BOB])["jid"]
+    entered, gate = asyncio.Event(), asyncio.Event()
+    real = message_send.group_participants
+
+    async def slow(conn: Any, g: str, m: Any) -> tuple[list[str], str]:
+        entered.set()
+        await gate.wait()
+        return await real(conn, g, m)
+
+    monkeypatch.setattr(message_send, "group_participants", slow)
+    sending = asyncio.create_task(engine.send_text(group, "after the wait"))
+    await asyncio.wait_for(entered.wait(), 5)
+    res = sandbox.phone_send(BOB, f"{PHONE}@s.whatsapp.net", "while the send waits")
+    await rec.wait(MessageEvent, lambda e: e.id == res["id"])
+    gate.set()
+    sent = await asyncio.wait_for(sending, 10)
+    await until(lambda: any(m["id"] == sent.id and m["error"] is None for m in sandbox.phone_received(BOB)))

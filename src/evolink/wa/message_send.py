@@ -94,11 +94,14 @@ async def _send_once(engine: Engine, conn: Connection, chat: str, msg_id: str, m
     m = engine.messaging
     delivered = False
     try:
+        # Device lists and group metadata are network round trips that touch no Signal state:
+        # fetched before taking the lock, so receiving is never held up by them.
+        devices, mode = await _targets(m, conn, chat)
         async with m.lock:
             if jids.is_group(chat):
-                node, changes, n = await _group_stanza(m, conn, chat, msg_id, message)
+                node, changes, n = await _group_stanza(m, conn, chat, msg_id, message, devices, mode)
             else:
-                node, changes, n = await _dm_stanza(m, conn, chat, msg_id, message)
+                node, changes, n = await _dm_stanza(m, conn, chat, msg_id, message, devices)
             now = int(engine.clock.time())
             await m.store.record_outgoing(OutgoingMessage(msg_id, chat, message.SerializeToString(), now), changes)
         future = m.expect_ack(msg_id)
@@ -192,13 +195,26 @@ def _stanza(msg_id: str, to: str, children: list[Node], creds: Creds, *, phash_o
     return Node("message", attrs, children)
 
 
-async def _dm_stanza(m: Messaging, conn: Connection, chat: str, msg_id: str, message: Message
-                     ) -> tuple[Node, StateChanges, int]:
+async def _targets(m: Messaging, conn: Connection, chat: str) -> tuple[list[str], str]:
+    """Every device to encrypt for (never our own) and, for a group, its addressing mode."""
     creds = conn.creds
+    if jids.is_group(chat):
+        members, mode = await group_participants(conn, chat, m)
+        own_user = _own_user(creds, mode == "lid")
+        if own_user not in members:
+            members.append(own_user)
+        return [d for d in await usync.devices(m, conn, members) if not _is_own_device(creds, d)], mode
     own_user = _own_user(creds, jids.is_lid(chat))
     devices = [d for d in await usync.devices(m, conn, [chat, own_user]) if not _is_own_device(creds, d)]
     if not any(jids.non_ad(d) == chat for d in devices):
         raise SendError(f"{chat} has no devices")
+    return devices, ""
+
+
+async def _dm_stanza(m: Messaging, conn: Connection, chat: str, msg_id: str, message: Message,
+                     devices: list[str]) -> tuple[Node, StateChanges, int]:
+    creds = conn.creds
+    own_user = _own_user(creds, jids.is_lid(chat))
     changes = StateChanges()
     ready = await _ensure_sessions(m, conn, devices, changes)
     plain = plaintext.encode(message)
@@ -235,15 +251,10 @@ async def group_participants(conn: Connection, group: str, m: Messaging) -> tupl
     return members, mode
 
 
-async def _group_stanza(m: Messaging, conn: Connection, group: str, msg_id: str, message: Message
-                        ) -> tuple[Node, StateChanges, int]:
+async def _group_stanza(m: Messaging, conn: Connection, group: str, msg_id: str, message: Message,
+                        devices: list[str], mode: str) -> tuple[Node, StateChanges, int]:
     creds = conn.creds
-    members, mode = await group_participants(conn, group, m)
     lid_mode = mode == "lid"
-    own_user = _own_user(creds, lid_mode)
-    if own_user not in members:
-        members.append(own_user)
-    devices = [d for d in await usync.devices(m, conn, members) if not _is_own_device(creds, d)]
     own_device = (creds.me_lid and jids.device_jid(creds.me_lid, jids.parse(creds.me_jid or "").device)
                   if lid_mode else creds.me_jid)
     assert own_device is not None

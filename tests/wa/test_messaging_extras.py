@@ -32,3 +32,17 @@ async def test_reactions_to_a_phone(sandbox: Sandbox, make_engine: EngineFactory
     assert res["id"] == ev.id
     with pytest.raises(SendError):
         await send_reaction(engine, ev.chat, "", "👍")
+
+
+async def test_note_to_self_reaches_our_phone(sandbox: Sandbox, make_engine: EngineFactory) -> None:
+    engine, rec = await linked(sandbox, make_engine)
+    sent = await engine.send_text(f"{PHONE}@s.whatsapp.net", "note to self")
+    assert sent.devices == 1  # our phone only (never our own device)
+    await until(lambda: any(m["id"] == sent.id for m in sandbox.phone_received(PHONE)))
+    got = next(m for m in sandbox.phone_received(PHONE) if m["id"] == sent.id)
+    assert got["text"] == "note to self" and got["from_me"] and got["error"] is None
+    # The phone writes to its own chat: the engine gets it as from_me in the self chat.
+    res = sandbox.phone_send(PHONE, f"{PHONE}@s.whatsapp.net", "from my phone to me")
+    ev = await rec.wait(MessageEvent, lambda e: e.id == res["id"])
+    assert ev.from_me and text_of(ev) == "from my phone to me"
+    assert ev.chat.split("@")[0] in (PHONE, sandbox.get_phone(PHONE)["lid"].split("@")[0])

@@ -18,6 +18,7 @@ from evolink.api.cors import install_cors
 from evolink.api.errors import install_error_handlers
 from evolink.api.health import router as health_router
 from evolink.api.metrics import router as metrics_router
+from evolink.api.openapi import install_openapi
 from evolink.api.routes_config import router as config_router
 from evolink.api.routes_events import router as events_router
 from evolink.api.routes_instance import router as instance_router
@@ -193,4 +194,5 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
     app.include_router(metrics_router)
     if not settings.SERVER_DISABLE_MANAGER:
         routes_manager.install(app)
+    install_openapi(app)  # after every router: the error responses and `apikey` scheme are inferred per route
     return app

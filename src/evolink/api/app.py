@@ -70,7 +70,7 @@ def default_engine_factory(settings: Settings) -> EngineFactory:
     root = bytes.fromhex(settings.WA_ROOT_PUBLIC_KEY) if settings.WA_ROOT_PUBLIC_KEY else None
     return real_engine_factory(ws_url=settings.WA_WEBSOCKET_URL, root_public_key=root,
                                phone_client=settings.CONFIG_SESSION_PHONE_CLIENT,
-                               phone_name=settings.CONFIG_SESSION_PHONE_NAME,
+                               phone_name=settings.CONFIG_SESSION_PHONE_NAME, version=settings.wa_version,
                                overrides={"reconnect_stable_after": settings.WA_RECONNECT_STABLE_SECONDS})
 
 

@@ -12,12 +12,10 @@ from evolink.api.context import GatewayContext, get_context
 from evolink.api.responses import RootInfo, SettingRow, WebhookRow
 from evolink.api.schemas import SettingsBody, WebhookSetBody, setting_row, webhook_row
 from evolink.store.models import Instance
-from evolink.wa.config import DEFAULT_VERSION
 
 router = APIRouter()
 
 EVOLUTION_VERSION = "2.3.7"
-WA_WEB_VERSION = ".".join(str(p) for p in DEFAULT_VERSION)  # what the engine announces
 
 
 @router.get("/", tags=["server"], summary="Welcome / liveness (Evolution's de-facto health check)",
@@ -31,7 +29,8 @@ async def root(request: Request, ctx: GatewayContext = Depends(get_context)) -> 
     }
     if not ctx.settings.SERVER_DISABLE_MANAGER:  # omitted when disabled, as Evolution does
         body["manager"] = f"{str(request.base_url).rstrip('/')}/manager"  # the web manager (docs/manager.md)
-    body.update({"documentation": "/docs", "whatsappWebVersion": WA_WEB_VERSION, "evolink": __version__})
+    version = ".".join(str(p) for p in ctx.settings.wa_version)  # what the engine announces, as Evolution shows it
+    body.update({"documentation": "/docs", "whatsappWebVersion": version, "evolink": __version__})
     return body
 
 

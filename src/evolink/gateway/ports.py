@@ -37,6 +37,7 @@ class EngineRequest:
     mode: str  # "qr" | "code": code mode announces the browser WhatsApp expects for link codes
     clock: Clock
     proxy: str | None = None  # proxy URL for websockets (gateway.proxy.ProxySpec.url()); None = direct
+    push_name: str | None = None  # the instance's profileName: the push name until the account tells its own
 
 
 EngineFactory = Callable[[EngineRequest], EnginePort]

@@ -43,6 +43,7 @@ from evolink.wa.events import (
     LoggedOutEvent,
     OpenEvent,
     PairingCodeEvent,
+    PushNameEvent,
     QrEvent,
 )
 from evolink.wa.pair_code import InvalidPhoneNumber, normalize_phone
@@ -229,6 +230,11 @@ class InstanceRuntime:
     def connect_body(self) -> dict[str, Any]:
         if self.state == "open":
             return self.state_body()
+        final = self.last_close
+        if self.state == "close" and final is not None and not final.will_reconnect and self.qr.code is None:
+            # a final close (e.g. 405, retired WA Web version) says what to fix; the code request only
+            # saw that the engine stopped
+            return {"error": True, "message": self._close_message(final)}
         if self.mode == "code" and self.qr.pairing_code is None and self._code_error:
             return {"error": True, "message": self._code_error}
         if not self._ready():
@@ -349,7 +355,8 @@ class InstanceRuntime:
         self._pair_accepted = False
         self.last_close = self.last_retry = None
         engine = self._factory(EngineRequest(self.name, self.instance_id, self.creds, self.mode, self.clock,
-                                             proxy=spec.url() if spec is not None else None))
+                                             proxy=spec.url() if spec is not None else None,
+                                             push_name=self.profile_name))
         self._engine = engine
         self._unsubscribe = engine.subscribe(lambda ev: self._queue.put_nowait((gen, ev)))
         if self._consumer is None or self._consumer.done():
@@ -495,6 +502,9 @@ class InstanceRuntime:
             self._set_state("close")
             await self._persist(connection_status="close")
             await self._emit(names.LOGOUT_INSTANCE, None)
+        elif isinstance(ev, PushNameEvent):  # the account told its name: fetchInstances' profileName
+            self.profile_name = ev.name
+            await self._persist(profile_name=ev.name)
 
     async def _on_qr(self, ev: QrEvent) -> None:
         if self.qr.count >= self.options.qrcode_limit:
@@ -532,16 +542,16 @@ class InstanceRuntime:
 
     async def _on_open(self, ev: OpenEvent) -> None:
         self.wuid = bare_jid(ev.jid)
-        self.profile_name = ev.push_name
+        self.profile_name = ev.push_name or self.profile_name  # an unknown name never erases a known one
         self.last_close = self.last_retry = None
         self._pair_accepted = False
         self._set_state("open")
         self._clear_code()
         await self._finish_attempts("success")
-        await self._persist(connection_status="open", owner_jid=self.wuid, profile_name=ev.push_name,
+        await self._persist(connection_status="open", owner_jid=self.wuid, profile_name=self.profile_name,
                             disconnection_reason_code=None, disconnection_object=None, disconnection_at=None)
         await self._emit(names.CONNECTION_UPDATE, {"instance": self.name, "wuid": self.wuid,
-                                                  "profileName": ev.push_name, "profilePictureUrl": None,
+                                                  "profileName": self.profile_name, "profilePictureUrl": None,
                                                   "state": "open", "statusReason": 200})
 
     async def _on_close(self, ev: CloseEvent) -> None:

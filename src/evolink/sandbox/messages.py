@@ -152,8 +152,11 @@ def _route_direct(router: Router, sender: Address, node: Node, now: int) -> None
     ns_lid = chat.lid_form
     from_jid = sender.jid(ns_lid)
     chat_user = chat.jid(with_device=False)
+    notify = sv.push_names.get(sender.phone)
     for addr, encs in deliveries:
         attrs = {"from": from_jid, **_base_attrs(node, now)}
+        if notify:
+            attrs["notify"] = notify
         if addr.phone == sender.phone and chat.phone != sender.phone:
             attrs["recipient"] = chat_user
             attrs["peer_recipient_lid" if not ns_lid else "peer_recipient_pn"] = chat.alternate_user_jid
@@ -197,6 +200,8 @@ def _route_group(router: Router, sender: Address, node: Node, gid: str, now: int
     base = {"from": group.jid, "participant": sender_jid, "addressing_mode": group.addressing_mode,
             "participant_pn" if lid_mode else "participant_lid": sender.jid(not lid_mode, with_device=False),
             **_base_attrs(node, now)}
+    if sv.push_names.get(sender.phone):
+        base["notify"] = sv.push_names[sender.phone]
     for addr in targets:
         if addr.phone == sender.phone and addr.device == sender.device:
             continue

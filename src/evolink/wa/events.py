@@ -152,6 +152,14 @@ class UndecryptableEvent:
     retry_count: int
 
 
+@dataclass(frozen=True, slots=True)
+class PushNameEvent:
+    """The engine learned (or re-learned) the account's push name; it is already saved with the creds."""
+
+    name: str
+    source: str  # "own-message" | "pair-success"
+
+
 EngineEvent = (
     QrEvent
     | PairingCodeEvent
@@ -164,4 +172,5 @@ EngineEvent = (
     | MessageEvent
     | ReceiptEvent
     | UndecryptableEvent
+    | PushNameEvent
 )

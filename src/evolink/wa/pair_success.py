@@ -121,6 +121,8 @@ async def handle_pair_success(engine: Engine, conn: Connection, iq: Node, pair_s
     creds.adv_secret = linked.adv_secret
     if engine.config.push_name:
         creds.push_name = engine.config.push_name
+    elif not creds.push_name and linked.business_name:
+        creds.push_name = linked.business_name  # a business account's name is what its contacts see
     await engine.save_creds(creds)
     conn.is_new_login = True
     engine.mark_new_login()

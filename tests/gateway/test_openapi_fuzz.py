@@ -39,8 +39,9 @@ EXAMPLES = 4  # per operation and mode: seconds for the whole app, not minutes
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 # Routes whose success has side effects that end the probe instance (it is re-created after them).
 ENDS_PROBE = {"DELETE /instance/delete/{instanceName}"}
-# Not fuzzed: the SSE stream never ends by design (its 401 path is covered by tests/manager).
-SKIP = {"GET /manager/api/events"}
+# Operations not fuzzed (none: the SSE stream is only reachable with a token the fuzzer cannot forge, so
+# it is fuzzed on its 401 path, which must be the JSON envelope, not the stream's media type).
+SKIP: set[str] = set()
 
 
 @pytest.fixture(scope="module")

@@ -73,8 +73,10 @@ def _description(status: int) -> str:
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """`responses=` for a route: each status with the `ErrorEnvelope` schema. Reusable by every router."""
-    return {status: {"model": ErrorEnvelope, "description": _description(status)} for status in statuses}
+    """`responses=` for a route: each status as JSON with the `ErrorEnvelope` schema, whatever the route's
+    own media type (an SSE or text route still answers errors as JSON). Reusable by every router."""
+    return {status: {"description": _description(status),
+                     "content": {"application/json": {"schema": dict(_ENVELOPE_REF)}}} for status in statuses}
 
 
 def never_succeeds(func: Callable[..., Any]) -> Callable[..., Any]:

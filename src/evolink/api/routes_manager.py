@@ -106,7 +106,8 @@ def _sse(event: str | None, payload: Any) -> str:
 @router.get("/manager/api/events", summary="Server-Sent Events: the gateway's events for this scope",
             response_class=EventStreamResponse, responses={
                 200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
-                      "description": "the event stream"}, **error_responses(401)})
+                      "description": "the event stream"},
+                401: {**error_responses(401)[401], "description": "invalid or expired stream token"}})
 async def events(request: Request, token: str = "") -> StreamingResponse:
     tokens: LiveTokens = request.app.state.live_tokens
     bus: LiveBus = request.app.state.live_bus

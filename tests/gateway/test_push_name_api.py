@@ -63,7 +63,11 @@ async def test_presence_needs_the_push_name_and_it_is_learned(tmp_path: Path, sb
         assert refused.status_code == 400, refused.text
         assert "push name" in str(refused.json()["response"]["message"])
 
-        sb.set_push_name(PHONE, "Ana Shop")
+        async with httpx.AsyncClient(base_url=sb.admin_url) as admin:  # the sandbox's admin HTTP API
+            bad = await admin.post(f"/admin/phones/{PHONE}/push-name", json={"name": "  "})
+            assert bad.status_code == 400 and bad.json()["error"] == "invalid_name"
+            named = await admin.post(f"/admin/phones/{PHONE}/push-name", json={"name": "Ana Shop"})
+            assert named.json() == {"phone": PHONE, "push_name": "Ana Shop"}
         sb.phone_send(PHONE, f"{FRIEND}@s.whatsapp.net", "hi")
         assert await _until(lambda: _profile(client)) == "Ana Shop"
         ok = await client.post("/instance/setPresence/shop", json={"presence": "available"})

@@ -11,7 +11,7 @@ from evolink.sandbox.server import Sandbox
 from evolink.wa import socket as wa_socket
 from evolink.wa.creds import MemoryCredsStore
 from evolink.wa.events import MessageEvent, PushNameEvent
-from evolink.wa.presence import PresenceNoName, usable_push_name
+from evolink.wa.presence import PresenceNoName, name_at_link, usable_push_name
 from evolink.wire.binary import Node
 
 FRIEND = "15550009999"
@@ -21,6 +21,17 @@ FRIEND = "15550009999"
                                            ("   ", None), (None, None), (7, None)])
 def test_usable_push_name(raw: object, want: str | None) -> None:
     assert usable_push_name(raw) == want
+
+
+@pytest.mark.parametrize(("configured", "stored", "business", "want"), [
+    ("Desk", "Old", "Biz Ltd", "Desk"),       # the instance's profileName wins
+    (None, "Old", "Biz Ltd", "Old"),          # a name already known is kept
+    (None, None, "Biz Ltd", "Biz Ltd"),       # a business account: its name from <biz name>
+    ("-", None, None, None),                  # nothing usable: presence stays refused
+    ("", "  ", "-", None),
+])
+def test_name_at_link(configured: str | None, stored: str | None, business: str | None, want: str | None) -> None:
+    assert name_at_link(configured, stored, business) == want
 
 
 async def test_presence_waits_for_the_push_name_learned_from_own_messages(

@@ -59,6 +59,12 @@ def check_presence(presence: object) -> str:
     return presence
 
 
+def name_at_link(configured: str | None, stored: str | None, business_name: str | None) -> str | None:
+    """The push name kept at pair-success: the configured one (the instance's profileName), else the
+    one already known, else a business account's name from ``<biz name>`` (what its contacts see)."""
+    return usable_push_name(configured) or usable_push_name(stored) or usable_push_name(business_name)
+
+
 def presence_node(presence: str, push_name: str | None) -> Node:
     """``<presence type=… name=…/>``; ``name`` only when a push name is known."""
     attrs = {"type": check_presence(presence)}

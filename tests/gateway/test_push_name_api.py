@@ -79,3 +79,6 @@ async def test_presence_needs_the_push_name_and_it_is_learned(tmp_path: Path, sb
         assert await _profile(client) == "Ana Shop"
         ok = await client.post("/instance/setPresence/shop", json={"presence": "unavailable"})
         assert ok.status_code == 201, ok.text
+        # logged out: the next link may be another account, which must not inherit this name
+        assert (await client.delete("/instance/logout/shop")).status_code == 200
+        assert await _profile(client) is None

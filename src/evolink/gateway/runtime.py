@@ -297,7 +297,9 @@ class InstanceRuntime:
             self._set_state("close")
             now = self.clock.now()
             await self._finish_attempts("failed")
+            self.profile_name = None  # the next link may be another account: not this one's name
             await self._persist(connection_status="close", disconnection_reason_code=401, disconnection_at=now,
+                                profile_name=None,
                                 disconnection_object=json.dumps({"reason": "logged_out", "by": "api"}))
             await self._emit(names.STATUS_INSTANCE, self._status_instance(401, now, "logged out by API"))
             await self._emit(names.LOGOUT_INSTANCE, None)
@@ -500,7 +502,8 @@ class InstanceRuntime:
             await self._on_close(ev)
         elif isinstance(ev, LoggedOutEvent):
             self._set_state("close")
-            await self._persist(connection_status="close")
+            self.profile_name = None  # the device is gone; a new link may be another account
+            await self._persist(connection_status="close", profile_name=None)
             await self._emit(names.LOGOUT_INSTANCE, None)
         elif isinstance(ev, PushNameEvent):  # the account told its name: fetchInstances' profileName
             self.profile_name = ev.name

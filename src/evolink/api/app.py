@@ -20,6 +20,7 @@ from evolink.api.forward import ForwardToOwner
 from evolink.api.health import router as health_router
 from evolink.api.limits import MESSAGE_PREFIX, BodyLimitMiddleware, BodyLimits
 from evolink.api.metrics import METRICS_VARIABLES, create_metrics_router
+from evolink.api.openapi import install_openapi
 from evolink.api.routes_chat_messages import router as chat_messages_router
 from evolink.api.routes_chats import router as chats_router
 from evolink.api.routes_config import router as config_router
@@ -82,7 +83,7 @@ def default_engine_factory(settings: Settings) -> EngineFactory:
     root = bytes.fromhex(settings.WA_ROOT_PUBLIC_KEY) if settings.WA_ROOT_PUBLIC_KEY else None
     return real_engine_factory(ws_url=settings.WA_WEBSOCKET_URL, root_public_key=root,
                                phone_client=settings.CONFIG_SESSION_PHONE_CLIENT,
-                               phone_name=settings.CONFIG_SESSION_PHONE_NAME,
+                               phone_name=settings.CONFIG_SESSION_PHONE_NAME, version=settings.wa_version,
                                overrides={"reconnect_stable_after": settings.WA_RECONNECT_STABLE_SECONDS})
 
 
@@ -243,4 +244,5 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
                                               if (value := getattr(settings, name)) is not None}))
     if not settings.SERVER_DISABLE_MANAGER:
         routes_manager.install(app)
+    install_openapi(app)  # after every router: the error responses and `apikey` scheme are inferred per route
     return app

@@ -314,6 +314,23 @@ def service_for_app(app: FastAPI) -> HealthService:
     return service
 
 
+class HealthJSONResponse(JSONResponse):
+    media_type = MEDIA_TYPE
+
+
+def _health_doc_schema() -> dict[str, Any]:
+    from evolink.api.responses import HealthDocument  # the typed document, for /openapi.json
+
+    return {"model": HealthDocument, "content": {MEDIA_TYPE: {}}}
+
+
+_DOC: dict[str, Any] = {
+    "response_class": HealthJSONResponse,
+    "responses": {200: {**_health_doc_schema(), "description": "pass or warn"},
+                  503: {**_health_doc_schema(), "description": "fail"}},
+}
+
+
 def create_health_router(service: HealthService | None = None) -> APIRouter:
     """Router bound to ``service`` (or, when None, to the app's service from ``service_for_app``)."""
     r = APIRouter(tags=["health"])
@@ -321,15 +338,15 @@ def create_health_router(service: HealthService | None = None) -> APIRouter:
     def resolve(request: Request) -> HealthService:
         return service or service_for_app(request.app)
 
-    @r.get("/health", response_class=JSONResponse, summary="Health (application/health+json)")
+    @r.get("/health", summary="Health (application/health+json)", **_DOC)
     async def health(request: Request) -> JSONResponse:
         return health_response(await resolve(request).document())
 
-    @r.get("/health/live", response_class=JSONResponse, summary="Liveness (never fails for the clock)")
+    @r.get("/health/live", summary="Liveness (never fails for the clock)", **_DOC)
     async def live(request: Request) -> JSONResponse:
         return health_response(resolve(request).liveness())
 
-    @r.get("/health/ready", response_class=JSONResponse, summary="Readiness")
+    @r.get("/health/ready", summary="Readiness", **_DOC)
     async def ready(request: Request) -> JSONResponse:
         return health_response(await resolve(request).readiness())
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from evolink.api.responses import Null
 from evolink.api.unsupported import add_read, add_refusal
 
 # path segment -> the name Evolution uses in its messages
@@ -19,5 +20,5 @@ router = APIRouter()
 
 for _seg, _name in TRANSPORTS.items():
     add_read(router, f"/{_seg}/find/{{instanceName}}", lambda: None, tag=_seg,
-             summary=f"{_name} settings of the instance (null: not configured)")
+             summary=f"{_name} settings of the instance (null: not configured)", model=Null)
     add_refusal(router, "POST", f"/{_seg}/set/{{instanceName}}", f"{_name} events", tag=_seg)

@@ -94,7 +94,7 @@ def sandbox_engine_factory(settings: Settings, code_ttl: float) -> Any:
 
     return real_engine_factory(ws_url=settings.WA_WEBSOCKET_URL, root_public_key=bytes.fromhex(settings.WA_ROOT_PUBLIC_KEY or ""),
                                phone_client=settings.CONFIG_SESSION_PHONE_CLIENT,
-                               phone_name=settings.CONFIG_SESSION_PHONE_NAME,
+                               phone_name=settings.CONFIG_SESSION_PHONE_NAME, version=settings.wa_version,
                                overrides={"pairing_code_ttl": code_ttl, "qr_first_ttl": code_ttl})
 
 

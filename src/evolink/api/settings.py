@@ -92,6 +92,8 @@ class Settings(BaseSettings):
     QRCODE_COLOR: str = Field("#198754", pattern=r"^#[0-9a-fA-F]{6}$")
     CONFIG_SESSION_PHONE_CLIENT: str = "Evolution API"
     CONFIG_SESSION_PHONE_NAME: str = "Chrome"
+    # WA Web version announced at login, e.g. 2.3000.1043857760; unset = the engine's default
+    CONFIG_SESSION_PHONE_VERSION: str | None = None
     DEL_INSTANCE: int | bool = False
     LOG_LEVEL: str = "ERROR,WARN,DEBUG,INFO,LOG,VERBOSE,DARK,WEBHOOKS,WEBSOCKET"
 
@@ -177,6 +179,28 @@ class Settings(BaseSettings):
     @classmethod
     def _cors_methods(cls, value: list[str]) -> list[str]:
         return [m.upper() for m in value]
+
+    @field_validator("CONFIG_SESSION_PHONE_VERSION", mode="before")
+    @classmethod
+    def _phone_version(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return None
+        if isinstance(value, str):
+            from evolink.wa.config import ConfigError as EngineConfigError
+            from evolink.wa.config import format_version, parse_version
+
+            try:
+                return format_version(parse_version(value))
+            except EngineConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @property
+    def wa_version(self) -> tuple[int, int, int]:
+        """The WA Web version the engine announces (CONFIG_SESSION_PHONE_VERSION or the engine's default)."""
+        from evolink.wa.config import DEFAULT_VERSION, parse_version
+
+        return parse_version(self.CONFIG_SESSION_PHONE_VERSION) if self.CONFIG_SESSION_PHONE_VERSION else DEFAULT_VERSION
 
     @field_validator("DEL_INSTANCE", mode="before")
     @classmethod

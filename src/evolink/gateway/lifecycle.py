@@ -324,9 +324,16 @@ class LoggedOutUpstream:
     """The engine wiped its creds: the phone removed the device (401)."""
 
 
+@dataclass(frozen=True, slots=True)
+class PushNameLearned:
+    """The account told its push name (its own devices' messages, pair-success): `profileName`."""
+
+    name: str
+
+
 Event = (Connect | ConnectRefused | Restart | Resume | Logout | ShutdownRequested | Shutdown | LeaseLost | StartFailed | Renew
          | CodeConfirmed | CodeFailed | EngineConnecting | QrShown | CodeIssued | Opened | Closed
-         | LoggedOutUpstream)
+         | LoggedOutUpstream | PushNameLearned)
 
 Result = tuple[Lifecycle, list[Effect]]
 
@@ -468,11 +475,13 @@ def _on_resume(lc: Lifecycle, _ev: Resume) -> Result:
 def _on_logout(lc: Lifecycle, ev: Logout) -> Result:
     if not can_logout(lc):
         return lc, [Reply(f'The "{lc.name}" instance is not connected')]
-    new = replace(_no_code(lc), phase=Phase.LOGGED_OUT, engine=False, wuid=None, qr_code=None, qr_base64=None)
+    # The next link may be another account: this one's push name goes with it.
+    new = replace(_no_code(lc), phase=Phase.LOGGED_OUT, engine=False, wuid=None, qr_code=None, qr_base64=None,
+                  profile_name=None)
     return new, [
         StopEngine(logout=True), ClearCreds(only_unregistered=False), FinishAttempts("failed"),
         Persist({"connection_status": ConnectionState.CLOSE, "disconnection_reason_code": 401,
-                 "disconnection_at": ev.now,
+                 "disconnection_at": ev.now, "profile_name": None,
                  "disconnection_object": json.dumps({"reason": "logged_out", "by": "api"})}),
         _status_instance(lc, 401, ev.now, "logged out by API"),
         Emit(names.LOGOUT_INSTANCE, None),
@@ -563,13 +572,14 @@ def _on_code_issued(lc: Lifecycle, ev: CodeIssued) -> Result:
 
 
 def _on_open(lc: Lifecycle, ev: Opened) -> Result:
-    new = replace(_no_code(lc), phase=Phase.OPEN, wuid=ev.wuid, profile_name=ev.push_name, last_close=None,
+    name = ev.push_name or lc.profile_name  # an unknown name never erases a known one
+    new = replace(_no_code(lc), phase=Phase.OPEN, wuid=ev.wuid, profile_name=name, last_close=None,
                   last_retry=None)
     return new, [
         FinishAttempts("success"),
-        Persist({"connection_status": ConnectionState.OPEN, "owner_jid": ev.wuid, "profile_name": ev.push_name,
+        Persist({"connection_status": ConnectionState.OPEN, "owner_jid": ev.wuid, "profile_name": name,
                  "disconnection_reason_code": None, "disconnection_object": None, "disconnection_at": None}),
-        _conn_update(new, ConnectionState.OPEN, 200, wuid=ev.wuid, profileName=ev.push_name,
+        _conn_update(new, ConnectionState.OPEN, 200, wuid=ev.wuid, profileName=name,
                      profilePictureUrl=None),
     ]
 
@@ -612,8 +622,14 @@ def _on_close(lc: Lifecycle, ev: Closed) -> Result:
 
 
 def _on_logged_out_upstream(lc: Lifecycle, _ev: LoggedOutUpstream) -> Result:
-    return replace(lc, phase=Phase.LOGGED_OUT), [Persist({"connection_status": ConnectionState.CLOSE}),
-                                                 Emit(names.LOGOUT_INSTANCE, None)]
+    # The device is gone; a new link may be another account, so its push name is forgotten.
+    return replace(lc, phase=Phase.LOGGED_OUT, profile_name=None), [
+        Persist({"connection_status": ConnectionState.CLOSE, "profile_name": None}),
+        Emit(names.LOGOUT_INSTANCE, None)]
+
+
+def _on_push_name(lc: Lifecycle, ev: PushNameLearned) -> Result:
+    return replace(lc, profile_name=ev.name), [Persist({"profile_name": ev.name})]
 
 
 _Handler = Callable[[Lifecycle, Any], Result]
@@ -622,7 +638,7 @@ TRANSITIONS: dict[type, _Handler] = {
     Logout: _on_logout, ShutdownRequested: _on_shutdown_requested, Shutdown: _on_shutdown, LeaseLost: _on_lease_lost, StartFailed: _on_start_failed,
     Renew: _on_renew, CodeConfirmed: _on_code_confirmed, CodeFailed: _on_code_failed,
     EngineConnecting: _on_engine_connecting, QrShown: _on_qr, CodeIssued: _on_code_issued, Opened: _on_open,
-    Closed: _on_close, LoggedOutUpstream: _on_logged_out_upstream,
+    Closed: _on_close, LoggedOutUpstream: _on_logged_out_upstream, PushNameLearned: _on_push_name,
 }
 
 

@@ -58,6 +58,7 @@ from evolink.wa.events import (
     MessageEvent,
     OpenEvent,
     PairingCodeEvent,
+    PushNameEvent,
     QrEvent,
     ReceiptEvent,
 )
@@ -189,6 +190,7 @@ class InstanceRuntime:
         self._engine_events: dict[type, Callable[[Any], Awaitable[lc_.Event | None]]] = {
             ConnectingEvent: self._ev_connecting, QrEvent: self._ev_qr, PairingCodeEvent: self._ev_code,
             OpenEvent: self._ev_open, CloseEvent: self._ev_close, LoggedOutEvent: self._ev_logged_out,
+            PushNameEvent: self._ev_push_name,
         }
         # Engine events outside the lifecycle: the messaging pipeline's (gateway/messages.py, sending.py).
         self._message_events: dict[type, Callable[[Any], Awaitable[None]]] = {
@@ -282,12 +284,27 @@ class InstanceRuntime:
             if reply is not None:
                 return {"error": True, "message": reply}
         await self._wait(self._ready, self.options.connect_wait)
+        await self._settle_after_code_failure()
         return self.connect_body()
+
+    async def _settle_after_code_failure(self) -> None:
+        """A failed code request is applied at once; the engine's own events (e.g. the final close that
+        explains it: 405, a retired WA Web version) come through the ordered queue. Let them land
+        (bounded) so the answer names the cause, not only "the engine is not running"."""
+        if self._lc.code_error:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._queue.join(), 1.0)
 
     def connect_body(self) -> dict[str, Any]:
         lc = self._lc
         if lc.state is ConnectionState.OPEN:
             return self.state_body()
+        final = lc.last_close
+        if lc.state is ConnectionState.CLOSE and final is not None and not final.will_reconnect \
+                and lc.qr_code is None:
+            # a final close (e.g. 405, retired WA Web version) says what to fix; a code request only
+            # saw that the engine stopped
+            return {"error": True, "message": self._close_message(final)}
         if lc.mode is LinkMode.CODE and lc.code is None and lc.code_error:
             return {"error": True, "message": lc.code_error}
         if not self._ready():
@@ -335,6 +352,7 @@ class InstanceRuntime:
             if reply is not None:
                 return {"error": True, "message": reply}
         await self._wait(self._ready, self.options.connect_wait)
+        await self._settle_after_code_failure()
         return self.connect_body()
 
     async def logout(self) -> None:
@@ -426,7 +444,7 @@ class InstanceRuntime:
                                      on_incoming=self.messages.row_hook) if self.messages is not None else None)
         engine = self._factory(EngineRequest(self.name, self.instance_id, self.creds, effect.mode, self.clock,
                                              proxy=spec.url() if spec is not None else None,
-                                             message_store=msg_store))
+                                             message_store=msg_store, push_name=self.profile_name))
         self._engine = engine
         self._unsubscribe = engine.subscribe(lambda ev: self._queue.put_nowait((gen, ev)))
         if self._consumer is None or self._consumer.done():
@@ -657,3 +675,6 @@ class InstanceRuntime:
 
     async def _ev_logged_out(self, _ev: LoggedOutEvent) -> lc_.Event:
         return lc_.LoggedOutUpstream()
+
+    async def _ev_push_name(self, ev: PushNameEvent) -> lc_.Event:
+        return lc_.PushNameLearned(ev.name)  # the account told its name: fetchInstances' profileName

@@ -85,6 +85,14 @@ class MessagingControls:
         record = self._phone(phone)
         return [_stanza_json(n) for n in self.phone_inbox.get(record.phone, ())]
 
+    def set_push_name(self, phone: object, name: object) -> dict[str, Any]:
+        """The phone's user sets the account's name: later messages it writes carry it as `notify`."""
+        if not isinstance(name, str) or not 0 < len(name.strip()) <= 100:
+            raise AdminError(400, "invalid_name", "name must be 1..100 characters")
+        number = self._phone(phone).phone
+        self.phone_signal.router.sv.push_names[number] = name.strip()
+        return {"phone": number, "push_name": name.strip()}
+
     def phone_send(self, phone: object, to: object, text: object) -> dict[str, Any]:
         """The phone's user sends ``text`` to a user (PN or LID JID) or a group, end-to-end encrypted."""
         return self.phone_signal.send_text(self._phone(phone).phone, to, text)

@@ -35,6 +35,7 @@ from evolink.wa.events import (
     LoggedOutEvent,
     OpenEvent,
     PairingCodeEvent,
+    PushNameEvent,
     ServerTimeEvent,
 )
 from evolink.wa.handshake import HandshakeTimeout, perform_handshake
@@ -51,7 +52,14 @@ from evolink.wa.pair_code import (
 )
 from evolink.wa.payload import PayloadError, login_payload, registration_payload
 from evolink.wa.plaintext import QuotedMessage
-from evolink.wa.presence import PresenceNotConnected, presence_node, unified_session_node
+from evolink.wa.presence import (
+    NO_NAME_MESSAGE,
+    PresenceNoName,
+    PresenceNotConnected,
+    presence_node,
+    unified_session_node,
+    usable_push_name,
+)
 from evolink.wa.reconnect import ReconnectPolicy
 from evolink.wa.signal_adapter import default_cipher
 from evolink.wa.socket import ConnectFailed, FrameSocket, NoiseSocket, SocketClosed
@@ -170,14 +178,18 @@ class Engine:
     async def send_presence(self, presence: str) -> None:
         """Send our own presence (``available`` / ``unavailable``) on the logged-in socket.
 
-        ``InvalidPresence`` for anything else, ``PresenceNotConnected`` when no logged-in socket is up.
+        ``InvalidPresence`` for anything else, ``PresenceNotConnected`` when no logged-in socket is up,
+        ``PresenceNoName`` while the account's push name is unknown (whatsmeow's rule; see presence.py).
         """
         creds = self._creds
-        push_name = (creds.push_name if creds is not None else None) or self.config.push_name
+        push_name = usable_push_name(creds.push_name if creds is not None else None) or \
+            usable_push_name(self.config.push_name)
         node = presence_node(presence, push_name)  # validates before looking at the socket
         conn = self._conn
         if conn is None or not conn.opened or conn.closed or self._state != ConnectionState.OPEN:
             raise PresenceNotConnected(f"Connection Closed: the engine is {self._state}, not open")
+        if push_name is None:
+            raise PresenceNoName(NO_NAME_MESSAGE)
         if presence == "available":
             await self.send_unified_session(conn)  # as Baileys does before going online
         try:
@@ -293,6 +305,17 @@ class Engine:
         await self.store.save(creds)
         self._wiped = False
         self.emit(CredsUpdatedEvent(creds.to_dict()))
+
+    async def learn_push_name(self, name: str | None, source: str) -> None:
+        """Adopt the account's push name when it is new: saved with the creds, then ``PushNameEvent``."""
+        clean = usable_push_name(name)
+        creds = self._creds
+        if clean is None or creds is None or creds.push_name == clean:
+            return
+        creds.push_name = clean
+        await self.save_creds(creds)
+        log.info("push name learned", extra={"source": source})  # the name itself is personal data
+        self.emit(PushNameEvent(clean, source))
 
     def mark_new_login(self) -> None:
         self._new_login = True

@@ -182,6 +182,14 @@ class CallEvent:
     group_jid: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class PushNameEvent:
+    """The engine learned (or re-learned) the account's push name; it is already saved with the creds."""
+
+    name: str
+    source: str  # "own-message" | "pair-success"
+
+
 EngineEvent = (
     QrEvent
     | PairingCodeEvent
@@ -195,4 +203,5 @@ EngineEvent = (
     | ReceiptEvent
     | UndecryptableEvent
     | CallEvent
+    | PushNameEvent
 )

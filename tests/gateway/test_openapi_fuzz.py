@@ -150,7 +150,8 @@ def test_schema_declares_apikey_and_the_error_envelope(app: FastAPI) -> None:
     assert (scheme["type"], scheme["in"], scheme["name"]) == ("apiKey", "header", "apikey")
     create = spec["paths"]["/instance/create"]["post"]
     assert create["security"] == [{"apikey": []}]
-    assert {"201", "400", "401", "403"} <= set(create["responses"]) and "422" not in create["responses"]
+    assert {"201", "400", "401", "403", "413"} <= set(create["responses"]) and "422" not in create["responses"]
+    assert "413" in spec["paths"]["/message/sendText/{instanceName}"]["post"]["responses"]  # api/limits.py
     env = create["responses"]["401"]["content"]["application/json"]["schema"]
     assert env == {"$ref": "#/components/schemas/ErrorEnvelope"}
     assert spec["components"]["schemas"]["ErrorEnvelope"]["required"] == ["status", "error", "response"]

@@ -32,8 +32,9 @@ SCHEME = "apikey"
 SECURED: dict[str, Any] = {"security": [{SCHEME: []}]}
 """`openapi_extra` for a route that checks the `apikey` header itself (not through a guard dependency)."""
 
-BODY_ERRORS: tuple[int, ...] = (400,)
-"""Statuses any route with a request body can answer (400: malformed JSON or schema)."""
+BODY_ERRORS: tuple[int, ...] = (400, 413)
+"""Statuses any route with a request body can answer (400: malformed JSON or schema; 413: larger than
+`EVOLINK_MAX_BODY_BYTES`, or `EVOLINK_MAX_MESSAGE_BODY_BYTES` on `/message/*`, see `api/limits.py`)."""
 
 _ENVELOPE_REF = {"$ref": "#/components/schemas/ErrorEnvelope"}
 
@@ -97,7 +98,8 @@ def _guards(dependant: Dependant) -> set[int]:
 def _inferred(route: RouteContext) -> tuple[set[int], bool]:
     guarded = _guards(route.dependant)  # the effective route: include-level dependencies count too
     statuses = set(guarded)
-    if route.body_field is not None:
+    extra = getattr(route.original_route, "openapi_extra", None) or {}
+    if route.body_field is not None or "requestBody" in extra:  # a declared body read by hand counts too
         statuses.update(BODY_ERRORS)
     return statuses, bool(guarded)
 

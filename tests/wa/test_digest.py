@@ -54,3 +54,21 @@ async def test_digest_missing_reuploads_a_batch() -> None:
 async def test_digest_errors_surface_typed() -> None:
     with pytest.raises(QueryTimeout):
         await prekeys.check_digest(ScriptedConn(QueryTimeout("no answer")), Creds.new(), 5)  # type: ignore[arg-type]
+
+
+async def test_private_halves_are_saved_before_the_upload_leaves() -> None:
+    """A crash right after the upload must not leave the server handing out keys we never stored."""
+    from evolink.wa.connection import ConnectionLost
+
+    creds = Creds.new()
+    saved: list[set[int]] = []
+
+    async def save(c: Creds) -> None:
+        saved.append(set(c.pre_keys))
+
+    conn = ScriptedConn(_result(Node("count", {"value": "0"})), ConnectionLost("killed mid-upload"))
+    with pytest.raises(ConnectionLost):
+        await prekeys.ensure_uploaded(conn, creds, min_count=5, upload_count=6, save=save)  # type: ignore[arg-type]
+    upload: Any = conn.queries[1]
+    sent_ids = {int.from_bytes(k.child("id").content, "big") for k in upload.child("list").children("key")}
+    assert len(saved) == 1 and len(sent_ids) == 6 and sent_ids <= saved[0]

@@ -26,9 +26,9 @@ async def handle_success(engine: Engine, conn: Connection, success: Node) -> Non
         changed = True
     cfg = engine.config
     try:
-        uploaded = await prekeys.ensure_uploaded(conn, creds, min_count=cfg.prekey_min_count,
-                                                 upload_count=cfg.prekey_upload_count)
-        changed = changed or uploaded > 0
+        async with engine.messaging.prekey_lock:
+            await prekeys.ensure_uploaded(conn, creds, min_count=cfg.prekey_min_count,
+                                          upload_count=cfg.prekey_upload_count, save=engine.save_creds)
     except (IqError, QueryTimeout, ValueError) as exc:
         # Not fatal for the link itself; retried on the next login.
         log.warning("pre-key check failed: %s", exc)
@@ -41,8 +41,8 @@ async def handle_success(engine: Engine, conn: Connection, success: Node) -> Non
     engine.on_open(conn)
     await engine.send_unified_session(conn)
     try:
-        if await prekeys.check_digest(conn, creds, cfg.prekey_upload_count):
-            await engine.save_creds(creds)
+        async with engine.messaging.prekey_lock:
+            await prekeys.check_digest(conn, creds, cfg.prekey_upload_count, save=engine.save_creds)
     except ConnectionLost as exc:
         # The socket closed while the check was in flight (logout, close, replaced): nothing to warn about;
         # the check runs again on the next login.

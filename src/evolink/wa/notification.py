@@ -39,8 +39,8 @@ async def _encrypt(engine: Engine, conn: Connection, node: Node) -> None:
         if int(value) < engine.config.prekey_min_count:
             try:
                 async with engine.messaging.prekey_lock:
-                    uploaded = await prekeys.upload(conn, conn.creds, engine.config.prekey_upload_count)
-                    await engine.save_creds(conn.creds)
+                    uploaded = await prekeys.upload(conn, conn.creds, engine.config.prekey_upload_count,
+                                                    save=engine.save_creds)
             except (IqError, QueryTimeout) as exc:  # retried at the next notification or login
                 log.warning("pre-key upload after a low-count notification failed: %s", exc)
                 return

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
+from collections.abc import Awaitable, Callable
 
 from evolink.wa.connection import Connection
 from evolink.wa.creds import Creds
@@ -14,6 +15,8 @@ from evolink.wire.crypto import KeyPair
 log = logging.getLogger("evolink.wa.prekeys")
 
 MAX_PRE_KEY_ID = (1 << 24) - 1  # ids travel as 3 bytes
+
+SaveCreds = Callable[[Creds], Awaitable[None]]
 
 
 def count_query() -> Node:
@@ -82,26 +85,35 @@ def upload_node(creds: Creds, keys: list[tuple[int, KeyPair]]) -> Node:
     ])
 
 
-async def ensure_uploaded(conn: Connection, creds: Creds, *, min_count: int, upload_count: int) -> int:
+async def ensure_uploaded(conn: Connection, creds: Creds, *, min_count: int, upload_count: int,
+                          save: SaveCreds | None = None) -> int:
     """Upload ``upload_count`` pre-keys if the server holds fewer than ``min_count``; returns the number
-    uploaded. The private halves are kept in ``creds.pre_keys`` (the caller persists creds)."""
+    uploaded (see ``upload`` for ``save``)."""
     server_count = parse_count(await conn.query(count_query()))
     if server_count >= min_count:
         return 0
-    uploaded = await upload(conn, creds, upload_count)
+    uploaded = await upload(conn, creds, upload_count, save)
     log.info("uploaded pre-keys", extra={"count": uploaded, "server_had": server_count})
     return uploaded
 
 
-async def upload(conn: Connection, creds: Creds, n: int) -> int:
-    """Generate and upload ``n`` pre-keys; the private halves go to ``creds`` (the caller persists)."""
+async def upload(conn: Connection, creds: Creds, n: int, save: SaveCreds | None = None) -> int:
+    """Generate and upload ``n`` pre-keys; the private halves go to ``creds``.
+
+    Crash safety: ``save`` (the engine's creds persistence) runs *before* the upload query, so the
+    server can never hand out a public key whose private half died with the process (a peer's
+    first message on it would be undecryptable). A failed upload leaves unused keys in ``creds``,
+    which is harmless: ids only grow, and the next upload uses fresh ones.
+    """
     if n <= 0:
         return 0
     keys = await generate_cooperatively(creds, n)
-    await conn.query(upload_node(creds, keys))
     for kid, kp in keys:
         creds.pre_keys[kid] = kp.private
     creds.next_pre_key_id = keys[-1][0] + 1 if keys[-1][0] < MAX_PRE_KEY_ID else 1
+    if save is not None:
+        await save(creds)
+    await conn.query(upload_node(creds, keys))
     return len(keys)
 
 
@@ -109,11 +121,11 @@ def digest_query() -> Node:
     return Node("iq", {"to": SERVER_JID, "type": "get", "xmlns": "encrypt"}, [Node("digest")])
 
 
-async def check_digest(conn: Connection, creds: Creds, upload_count: int) -> int:
+async def check_digest(conn: Connection, creds: Creds, upload_count: int, save: SaveCreds | None = None) -> int:
     """Ask the server for its digest of our key bundle (as Baileys does after login); a reply without
     ``<digest>`` means the server lost our bundle, so a fresh batch is uploaded. Returns keys uploaded."""
     reply = await conn.query(digest_query())
     if reply.child("digest") is not None:
         return 0
     log.warning("encrypt digest reply has no digest node; re-uploading pre-keys")
-    return await upload(conn, creds, upload_count)
+    return await upload(conn, creds, upload_count, save)

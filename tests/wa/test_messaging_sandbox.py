@@ -1,0 +1,140 @@
+"""Acceptance: a linked engine exchanges end-to-end encrypted texts with a simulated sandbox phone
+(issue 9, engine ↔ sandbox): pre-key message each way, follow-ups, read receipts, 100 each way."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from wa_helpers import PHONE, EngineFactory, Recorder, link_by_qr
+
+from evolink.sandbox.server import Sandbox
+from evolink.wa.engine import Engine
+from evolink.wa.events import MessageEvent, ReceiptEvent, ReceiptType, UndecryptableEvent
+
+BOB = "15550002222"
+
+
+async def until(pred: Callable[[], bool], within: float = 10.0) -> None:
+    """Bounded wait for a sandbox-side condition (the sandbox state has no event for it)."""
+    async def poll() -> None:
+        while not pred():  # noqa: ASYNC110 - no event to wait on
+            await asyncio.sleep(0.01)
+    await asyncio.wait_for(poll(), within)
+
+
+def texts_at(sb: Sandbox, phone: str, prefix: str) -> list[dict[str, Any]]:
+    return [m for m in sb.phone_received(phone) if (m["text"] or "").startswith(prefix)]
+
+
+async def linked(sb: Sandbox, make_engine: EngineFactory) -> tuple[Engine, Recorder]:
+    sb.create_phone(BOB)
+    engine, rec = make_engine(sb)
+    await link_by_qr(sb, engine, rec)
+    return engine, rec
+
+
+def text_of(ev: MessageEvent) -> str:
+    return str(ev.message.conversation or ev.message.extendedTextMessage.text)
+
+
+async def test_first_message_each_way_then_follow_ups(sandbox: Sandbox, make_engine: EngineFactory) -> None:
+    engine, rec = await linked(sandbox, make_engine)
+    bob_jid = f"{BOB}@s.whatsapp.net"
+    sent = await engine.send_text(bob_jid, "hello bob")
+    assert sent.devices >= 2  # Bob's phone and our own phone (deviceSentMessage copy)
+    await until(lambda: bool(texts_at(sandbox, BOB, "hello bob")))
+    got = texts_at(sandbox, BOB, "hello bob")[0]
+    assert got["id"] == sent.id and got["error"] is None and not got["from_me"]
+    inbox = [m for m in sandbox.phone_messages(BOB) if m["id"] == sent.id]
+    assert [e["type"] for e in inbox[0]["enc"]] == ["pkmsg"]
+    # Our own phone got the deviceSentMessage copy and unwrapped it.
+    await until(lambda: any(m["id"] == sent.id and m["from_me"] for m in sandbox.phone_received(PHONE)))
+    # Bob's phone receipted delivery: the engine hears it.
+    delivered = await rec.wait(ReceiptEvent, lambda e: sent.id in e.ids and e.type is ReceiptType.DELIVERED)
+    assert delivered.chat in (bob_jid, sandbox.get_phone(BOB)["lid"])
+
+    # The phone answers: a pre-key message to the engine's device (and to our phone).
+    res = sandbox.phone_send(BOB, f"{PHONE}@s.whatsapp.net", "hello engine")
+    ev = await rec.wait(MessageEvent, lambda e: text_of(e) == "hello engine")
+    assert ev.id == res["id"] and not ev.from_me and ev.chat in (f"{BOB}@s.whatsapp.net", sandbox.get_phone(BOB)["lid"])
+    # The engine receipted it: nothing is left queued for its device.
+    await until(lambda: all(d["queued"] == 0 for d in sandbox.get_phone(PHONE)["devices"]))
+
+    # Follow-ups on the established sessions (msg, not pkmsg) in both directions.
+    again = await engine.send_text(bob_jid, "second")
+    await until(lambda: bool(texts_at(sandbox, BOB, "second")))
+    assert [e["type"] for e in next(m for m in sandbox.phone_messages(BOB) if m["id"] == again.id)["enc"]] == ["msg"]
+    sandbox.phone_send(BOB, f"{PHONE}@s.whatsapp.net", "second back")
+    await rec.wait(MessageEvent, lambda e: text_of(e) == "second back")
+    assert not rec.of(UndecryptableEvent)
+    assert all(m["error"] is None for m in sandbox.phone_received(BOB))
+
+
+async def test_read_receipts_both_ways(sandbox: Sandbox, make_engine: EngineFactory) -> None:
+    engine, rec = await linked(sandbox, make_engine)
+    sent = await engine.send_text(f"{BOB}@s.whatsapp.net", "read me")
+    await until(lambda: bool(texts_at(sandbox, BOB, "read me")))
+    assert sandbox.phone_read(BOB, [sent.id]) == {"read": 1}
+    read = await rec.wait(ReceiptEvent, lambda e: sent.id in e.ids and e.type is ReceiptType.READ)
+    assert read.timestamp is not None
+
+    res = sandbox.phone_send(BOB, f"{PHONE}@s.whatsapp.net", "read this")
+    ev = await rec.wait(MessageEvent, lambda e: e.id == res["id"])
+    await engine.send_read_receipt(ev.chat, [ev.id])
+    # The phone's inbox shows the engine's read receipt for its message.
+    await until(lambda: any(m["tag"] == "receipt" and m.get("type") == "read" and m["id"] == ev.id
+                            for m in sandbox.phone_messages(BOB)))
+
+
+async def test_hundred_each_way_in_order_none_lost(sandbox: Sandbox, make_engine: EngineFactory) -> None:
+    engine, rec = await linked(sandbox, make_engine)
+    bob_jid = f"{BOB}@s.whatsapp.net"
+    ids = [(await engine.send_text(bob_jid, f"e-{i:03}")).id for i in range(100)]
+    await until(lambda: len(texts_at(sandbox, BOB, "e-")) == 100, within=30)
+    at_bob = texts_at(sandbox, BOB, "e-")
+    assert [m["text"] for m in at_bob] == [f"e-{i:03}" for i in range(100)]
+    assert [m["id"] for m in at_bob] == ids
+
+    sent = [sandbox.phone_send(BOB, f"{PHONE}@s.whatsapp.net", f"p-{i:03}")["id"] for i in range(100)]
+    got = [await rec.wait(MessageEvent, lambda e: text_of(e).startswith("p-"), within=30) for _ in range(100)]
+    assert [text_of(e) for e in got] == [f"p-{i:03}" for i in range(100)]
+    assert [e.id for e in got] == sent
+    assert not rec.of(UndecryptableEvent)
+    await until(lambda: all(d["queued"] == 0 for d in sandbox.get_phone(PHONE)["devices"]))
+
+
+async def test_group_with_two_phones(sandbox: Sandbox, make_engine: EngineFactory) -> None:
+    carol = "15550003333"
+    engine, rec = await linked(sandbox, make_engine)
+    sandbox.create_phone(carol)
+    group = sandbox.create_group("trio", [PHONE, BOB, carol])
+    first = await engine.send_text(group["jid"], "g-0")
+    second = await engine.send_text(group["jid"], "g-1")
+    for phone in (BOB, carol):
+        await until(lambda p=phone: len(texts_at(sandbox, p, "g-")) == 2)  # type: ignore[misc]
+        got = texts_at(sandbox, phone, "g-")
+        assert [m["text"] for m in got] == ["g-0", "g-1"] and all(m["chat"] == group["jid"] for m in got)
+        assert all(m["error"] is None for m in sandbox.phone_received(phone))
+    # The sender key went out once per device (with the first message), then only the skmsg.
+    inbox = [m for m in sandbox.phone_messages(BOB) if m["tag"] == "message"]
+    assert [e["type"] for e in inbox[0]["enc"]] == ["pkmsg", "skmsg"]
+    assert [e["type"] for e in inbox[1]["enc"]] == ["skmsg"]
+
+    res = sandbox.phone_send(carol, group["jid"], "g-from-carol")
+    ev = await rec.wait(MessageEvent, lambda e: text_of(e) == "g-from-carol")
+    assert ev.id == res["id"] and ev.chat == group["jid"]
+    assert ev.sender.split("@")[0].split(":")[0] in (carol, sandbox.get_phone(carol)["lid"].split("@")[0])
+
+    # Every member reads every message.
+    for phone in (BOB, carol):
+        assert sandbox.phone_read(phone, [first.id, second.id]) == {"read": 2}
+    readers: set[tuple[str, str]] = set()
+    while len(readers) < 4:
+        r = await rec.wait(ReceiptEvent, lambda e: e.type is ReceiptType.READ)
+        readers |= {(i, r.sender.split("@")[0].split(":")[0]) for i in r.ids}
+    await engine.send_read_receipt(group["jid"], [ev.id], participant=ev.sender)
+    await until(lambda: any(m["tag"] == "receipt" and m.get("type") == "read" and m["id"] == ev.id
+                            for m in sandbox.phone_messages(carol)))
+    assert not rec.of(UndecryptableEvent)

@@ -146,8 +146,9 @@ async function sendPhase (rate, count) {
       } catch (e) { failed++; if (errors.length < 5) errors.push(String(e)) }
     })())
   }
+  const startedS = (performance.now() - t0) / 1000
   await Promise.all(pending)
-  return { event: 'sent', sent: count - failed, failed, cpu_s: cpuSeconds(cpu0), wall_s: (performance.now() - t0) / 1000, latencies_ms: latencies, errors: errors.slice(0, 5) }
+  return { event: 'sent', sent: count - failed, failed, started_s: startedS, cpu_s: cpuSeconds(cpu0), wall_s: (performance.now() - t0) / 1000, latencies_ms: latencies, errors: errors.slice(0, 5) }
 }
 
 async function recvPhase (count, within) {

@@ -36,6 +36,7 @@ import sqlite3
 import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -113,19 +114,39 @@ async def state(gw: GatewayProcess, name: str) -> str:
     return str(resp.json()["instance"]["state"])
 
 
-async def wait_open(gw: GatewayProcess, name: str) -> None:
-    deadline = time.monotonic() + OPEN_WITHIN
-    while (current := await state(gw, name)) != "open":
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{name} not open after restart (state {current}):\n{gw.stderr()[-3000:]}")
-        await asyncio.sleep(0.1)
+def opened_since(receiver: WebhookReceiver, mark: int, since: float, names: list[str]) -> bool:
+    """Each of ``names`` announced ``open`` (connection.update webhook) since delivery ``mark``, in an
+    event made after ``since`` (a redelivered ``open`` of the killed process does not count)."""
+    seen = {d.body.get("instance") for d in receiver.deliveries[mark:]
+            if d.body.get("event") == "connection.update" and d.body["data"].get("state") == "open"
+            and datetime.fromisoformat(d.body["date_time"].replace("Z", "+00:00")).timestamp() >= since}
+    return all(name in seen for name in names)
 
 
-async def link(gw: GatewayProcess, sb: Sandbox, name: str, phone: str) -> None:
+Mark = tuple[int, float]  # (deliveries so far, true time) taken before a gateway start
+
+
+def mark_now(receiver: WebhookReceiver) -> Mark:
+    return len(receiver.deliveries), time.time()
+
+
+async def wait_open(gw: GatewayProcess, receiver: WebhookReceiver, at: Mark, names: list[str]) -> None:
+    """Bounded wait for the webhooks saying ``open``, then the API must agree (no polling)."""
+    mark, since = at[0], at[1] - 1.0
+    try:
+        await receiver.wait_for(lambda: opened_since(receiver, mark, since, names), OPEN_WITHIN)
+    except TimeoutError:
+        raise AssertionError(f"not open after restart: {names}:\n{gw.stderr()[-3000:]}") from None
+    for name in names:
+        assert await state(gw, name) == "open", name
+
+
+async def link(gw: GatewayProcess, sb: Sandbox, receiver: WebhookReceiver, name: str, phone: str) -> None:
     body = (await gw.client.get(f"/instance/connect/{name}", params={"number": phone})).json()
     assert body.get("pairingCode"), body
+    at = mark_now(receiver)
     await sb.link_code(phone, body["pairingCode"])
-    await wait_open(gw, name)
+    await wait_open(gw, receiver, at, [name])
 
 
 async def test_sigkill_during_linking_and_webhook_delivery(tmp_path: Path, sandbox: Sandbox, ntp: str) -> None:
@@ -143,15 +164,16 @@ async def test_sigkill_during_linking_and_webhook_delivery(tmp_path: Path, sandb
     started = time.monotonic()
     try:
         for trial in range(TRIALS):
+            at = mark_now(receiver)
             async with gateway_process(env, tmp_path) as gw:
                 # every link that completed survived every kill: open again, same device, no relink
-                await asyncio.gather(*(wait_open(gw, name) for name in linked))
+                await wait_open(gw, receiver, at, list(linked))
                 for name, phone in linked.items():
                     now = [d["jid"] for d in sandbox.get_phone(phone)["devices"]]
                     assert now == devices[name], (SEED, trial, name, now, devices[name])
                 if pending is not None:  # a link cut short links again, first try
                     name, phone = pending
-                    await link(gw, sandbox, name, phone)
+                    await link(gw, sandbox, receiver, name, phone)
                     linked[name], devices[name] = phone, [d["jid"] for d in sandbox.get_phone(phone)["devices"]]
                     assert len(devices[name]) == 1, devices[name]
                     pending = None
@@ -192,10 +214,11 @@ async def test_sigkill_during_linking_and_webhook_delivery(tmp_path: Path, sandb
                 pending = (name, phone)
 
         # the last start: everything open, every committed event delivered
+        at = mark_now(receiver)
         async with gateway_process(env, tmp_path) as gw:
-            await asyncio.gather(*(wait_open(gw, name) for name in linked))
+            await wait_open(gw, receiver, at, list(linked))
             if pending is not None:
-                await link(gw, sandbox, *pending)
+                await link(gw, sandbox, receiver, *pending)
             await until(lambda: all(r[1] == "delivered" for r in outbox_rows(db)), 60,
                         "every outbox row delivered")
         rows = outbox_rows(db)

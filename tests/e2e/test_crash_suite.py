@@ -4,10 +4,11 @@ Each trial starts `evolink serve` (a child process, SQLite in one data dir kept 
 checks that every instance linked so far comes back ``open`` by itself (its creds survived every
 earlier kill; the phone's device list is unchanged: no relink), re-links the instance of the
 previous trial if its link did not complete before the kill, then creates a fresh instance, asks
-for a pairing code, lets the sandbox phone enter it at a random instant and SIGKILLs the gateway at
-another random instant (before, during or after the link), every other trial at the next moment a
-webhook request is in flight: the receiver holds requests for a few milliseconds before reading
-the body or before answering 200.
+for a pairing code, lets the sandbox phone enter it at a random instant and SIGKILLs the gateway:
+in a third of the trials at a random instant (before, during or after the link), in a third at the
+next moment a webhook request is in flight (the receiver holds requests for a few milliseconds
+before reading the body or before answering 200), in a third 0–400 ms after the server stored
+the new device, while the gateway finishes the link (creds, 515 restart, first login).
 
 Guarantees checked:
 - no lost creds: a device the sandbox stored (the link completed on the server's side) always has
@@ -195,12 +196,16 @@ async def test_sigkill_during_linking_and_webhook_delivery(tmp_path: Path, sandb
                         return f"refused {exc.status}"
 
                 entering = asyncio.create_task(enter())
-                if trial % 2 == 0:
+                kind = trial % 3
+                if kind == 0:
                     await asyncio.sleep(rng.uniform(0.0, 1.2))  # a random kill point
-                else:  # the n-th moment from now a webhook request is held (body unread or unanswered)
+                elif kind == 1:  # the n-th moment from now a webhook request is held (body unread or unanswered)
                     target = receiver.holds + rng.randint(1, 4)
                     with contextlib.suppress(TimeoutError):
                         await receiver.wait_for(lambda t=target: receiver.holds >= t and receiver.holding.is_set(), 3)
+                else:  # just after the server stored the device: the gateway is finishing the link
+                    await asyncio.wait({entering}, timeout=15)
+                    await asyncio.sleep(rng.uniform(0.0, 0.4))
                 kills.append(time.time())
                 gw.proc.send_signal(signal.SIGKILL)
                 await gw.proc.wait()

@@ -44,9 +44,10 @@ def real_bundle_node(jid: str, creds: Any, pre_key_id: int | None = 7) -> Node:
         Node("skey", {}, [Node("id", {}, creds.signed_pre_key_id.to_bytes(3, "big")),
                           Node("value", {}, creds.signed_pre_key_public),
                           Node("signature", {}, creds.signed_pre_key_signature)]),
-        Node("key", {}, [Node("id", {}, (7).to_bytes(3, "big")),
-                         Node("value", {}, KeyPair.from_private(creds.pre_keys[7]).public)]),
     ]
+    if 7 in creds.pre_keys:  # consumed keys leave creds: then the server has no one-time key to hand out
+        children.append(Node("key", {}, [Node("id", {}, (7).to_bytes(3, "big")),
+                                         Node("value", {}, KeyPair.from_private(creds.pre_keys[7]).public)]))
     return Node("user", {"jid": jid}, children)
 
 

@@ -141,6 +141,7 @@ async def test_send_refusals_store_nothing(tmp_path: Path, receiver: Receiver) -
         hub.fail_with = "server refused 3EB0: error 479"
         resp = await client.post("/message/sendText/a", json={"number": BOB, "text": "hi"})
         assert error(resp, 400) == ["Error: server refused 3EB0: error 479"]
+        await receiver.wait_for(lambda: any(e["data"]["status"] == "ERROR" for e in receiver.events("messages.update")))
         found = (await find(client))["messages"]
         assert found["total"] == 1  # the refused send stays, as a complete record marked ERROR
         assert (await runtime(app, "a").messages.repo.get(  # type: ignore[union-attr]

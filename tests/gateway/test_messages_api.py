@@ -466,7 +466,7 @@ async def test_a_send_in_flight_is_not_a_crash_leftover(tmp_path: Path, receiver
         send = asyncio.create_task(client.post("/message/sendText/a", json={"number": BOB, "text": "slow ack"}))
         rt = runtime(app, "a")
         assert rt.messages is not None and rt.sender is not None
-        await asyncio.wait_for(_until(lambda: rt.sender is not None and bool(rt.sender._inflight)), 5)
+        await asyncio.wait_for(hub.latest("a").send_entered.wait(), 5)
         pending = await rt.messages.repo.pending_sends(rt.instance_id)
         assert len(pending) == 1  # recorded before it goes out
         resender = asyncio.create_task(rt.sender.resend_pending())
@@ -484,7 +484,7 @@ async def test_status_never_goes_back(tmp_path: Path, receiver: Receiver) -> Non
         engine = hub.latest("a")
         rt = runtime(app, "a")
         assert rt.sender is not None
-        await asyncio.wait_for(_until(lambda: bool(rt.sender and rt.sender._inflight)), 5)
+        await asyncio.wait_for(engine.send_entered.wait(), 5)  # recorded, waiting for the wire
         mid = next(iter(rt.sender._inflight))
         engine.receipt(ReceiptType.DELIVERED, BOB_JID, [mid])
         await rt.settle()

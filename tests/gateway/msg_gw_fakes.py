@@ -52,6 +52,7 @@ class MsgEngine(FakeEngine):
         self.chat_states: list[tuple[str, str, float]] = []
         self.read_receipts: list[tuple[str, list[str], str | None]] = []
         self.sent_event = asyncio.Event()
+        self.send_entered = asyncio.Event()  # a send reached the engine (its row is stored by then)
         self.rejected: list[tuple[str, str]] = []
         self.recorded: set[str] = set()  # ids "recorded for the wire" (the real engine's record_outgoing)
         self.messaging = SimpleNamespace(store=SimpleNamespace(load_outgoing=self._load_outgoing))
@@ -63,6 +64,7 @@ class MsgEngine(FakeEngine):
     async def send_message(self, to: str, message: Message, *, message_id: str | None = None,
                            within: float | None = None) -> SendResult:
         self._live()
+        self.send_entered.set()
         if self.hub.send_gate is not None:
             await self.hub.send_gate.wait()
         if to in self.hub.no_devices:

@@ -127,9 +127,9 @@ async def test_send_text_validation_in_evolutions_envelope(tmp_path: Path, recei
         assert error(await client.post(url, json={"number": BOB, "text": "  "}), 400) == ["Text is required"]
         big = error(await client.post(url, json={"number": BOB, "text": "x" * 1_000_000}), 400)
         assert big == [["text does not meet maximum length of 65536"]]
-        huge = error(await client.post(url, content=b"{" + b" " * (9 * 1024 * 1024) + b"}",
-                                       headers={"content-type": "application/json"}), 413)
-        assert huge == ["request body larger than 8388608 bytes"]
+        huge = await client.post("/chat/findMessages/a", content=b"{" + b" " * (2 * 1024 * 1024) + b"}",
+                                 headers={"content-type": "application/json"})
+        assert huge.status_code == 413 and huge.json()["status"] == 413  # api/limits.py, before parsing
         bad_json = error(await client.post(url, content=b'{"number": ', headers={"content-type": "application/json"}),
                          400)
         assert "Malformed JSON" in bad_json[0]
@@ -154,6 +154,7 @@ async def test_send_refusals_store_nothing(tmp_path: Path, receiver: Receiver) -
         hub.fail_with = "server refused 3EB0: error 479"
         resp = await client.post("/message/sendText/a", json={"number": BOB, "text": "hi"})
         assert error(resp, 400) == ["Error: server refused 3EB0: error 479"]
+        await receiver.wait_for(lambda: any(e["data"]["status"] == "ERROR" for e in receiver.events("messages.update")))
         found = (await find(client))["messages"]
         assert found["total"] == 1  # the refused send stays, as a complete record marked ERROR
         assert (await runtime(app, "a").messages.repo.get(  # type: ignore[union-attr]
@@ -168,7 +169,7 @@ async def test_send_refusals_store_nothing(tmp_path: Path, receiver: Receiver) -
 async def test_delay_types_first_and_does_not_block_other_instances(tmp_path: Path, receiver: Receiver) -> None:
     async with linked(tmp_path, receiver, "a", "b") as (client, _app, hub):
         slow = asyncio.create_task(client.post("/message/sendText/a", json={"number": BOB, "text": "slow",
-                                                                             "delay": 1500}))
+                                                                             "delay": 3000}))
         engine_a = hub.latest("a")
         await asyncio.wait_for(_until(lambda: bool(engine_a.chat_states)), 5)
         fast = await client.post("/message/sendText/b", json={"number": BOB, "text": "fast"})
@@ -177,7 +178,7 @@ async def test_delay_types_first_and_does_not_block_other_instances(tmp_path: Pa
         assert resp.status_code == 201
         states = engine_a.chat_states
         assert [(s[0], s[1]) for s in states] == [(BOB_JID, "composing"), (BOB_JID, "paused")]
-        assert states[1][2] - states[0][2] >= 1.4
+        assert states[1][2] - states[0][2] >= 2.9
 
 
 async def _until(pred: Any) -> None:
@@ -445,7 +446,7 @@ async def test_crash_leftovers_are_resent_once_and_announced(tmp_path: Path, rec
 
 
 async def test_send_queue_spaces_sends_of_one_instance_only(tmp_path: Path, receiver: Receiver) -> None:
-    async with linked(tmp_path, receiver, "a", "b", EVOLINK_SEND_MIN_GAP_MS=400) as (client, _app, hub):
+    async with linked(tmp_path, receiver, "a", "b", EVOLINK_SEND_MIN_GAP_MS=1000) as (client, _app, hub):
         loop = asyncio.get_running_loop()
         stamps: dict[str, list[float]] = {"a": [], "b": []}
         for name in ("a", "b"):
@@ -463,8 +464,9 @@ async def test_send_queue_spaces_sends_of_one_instance_only(tmp_path: Path, rece
                                        client.post("/message/sendText/b", json={"number": BOB, "text": "b"}))
         assert all(r.status_code == 201 for r in results)
         gaps = [y - x for x, y in zip(stamps["a"], stamps["a"][1:], strict=False)]
-        assert len(gaps) == 2 and all(g >= 0.39 for g in gaps), gaps
-        assert stamps["b"][0] - t0 < 0.35  # instance b did not wait behind a's queue
+        assert len(gaps) == 2 and all(g >= 0.99 for g in gaps), gaps
+        assert stamps["b"][0] < stamps["a"][1]  # instance b did not wait behind a's queue
+        assert stamps["a"][0] >= t0
 
 
 async def test_a_send_in_flight_is_not_a_crash_leftover(tmp_path: Path, receiver: Receiver) -> None:
@@ -474,7 +476,7 @@ async def test_a_send_in_flight_is_not_a_crash_leftover(tmp_path: Path, receiver
         send = asyncio.create_task(client.post("/message/sendText/a", json={"number": BOB, "text": "slow ack"}))
         rt = runtime(app, "a")
         assert rt.messages is not None and rt.sender is not None
-        await asyncio.wait_for(_until(lambda: rt.sender is not None and bool(rt.sender._inflight)), 5)
+        await asyncio.wait_for(hub.latest("a").send_entered.wait(), 5)
         pending = await rt.messages.repo.pending_sends(rt.instance_id)
         assert len(pending) == 1  # recorded before it goes out
         resender = asyncio.create_task(rt.sender.resend_pending())
@@ -492,7 +494,7 @@ async def test_status_never_goes_back(tmp_path: Path, receiver: Receiver) -> Non
         engine = hub.latest("a")
         rt = runtime(app, "a")
         assert rt.sender is not None
-        await asyncio.wait_for(_until(lambda: bool(rt.sender and rt.sender._inflight)), 5)
+        await asyncio.wait_for(engine.send_entered.wait(), 5)  # recorded, waiting for the wire
         mid = next(iter(rt.sender._inflight))
         engine.receipt(ReceiptType.DELIVERED, BOB_JID, [mid])
         await rt.settle()

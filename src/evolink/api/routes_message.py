@@ -26,17 +26,10 @@ from evolink.store.models import Instance
 
 router = APIRouter(prefix="/message", tags=["message"])
 
-MAX_BODY = 8 * 1024 * 1024  # bytes; a 1 MB text is refused by the schema (65 536 characters), not here
-
 
 async def json_body(request: Request, schema: dict[str, Any], *, optional: bool = False) -> Any:
     """The JSON body checked against ``schema``: 400 with Evolution's nested messages when it fails."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY:
-        raise ApiError(413, f"request body larger than {MAX_BODY} bytes")
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        raise ApiError(413, f"request body larger than {MAX_BODY} bytes")
+    raw = await request.body()  # bounded before it gets here (api/limits.py: EVOLINK_MAX_*BODY_BYTES)
     if not raw.strip() and optional:
         return {}
     try:

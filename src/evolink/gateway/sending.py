@@ -248,6 +248,7 @@ class InstanceSender:
             text = str(exc)
             if text.startswith("server refused"):
                 await repo.set_send_state(iid, row.key_id, "failed", status=rec.Status.ERROR)
+                await self._error_update(row)
                 raise SendRefused(400, f"Error: {exc}") from None
             if await _may_have_left(engine, row.key_id):
                 log.warning("send not confirmed; kept for one resend on the next open: %s", exc,

@@ -1,7 +1,7 @@
 """Evolution's Message and MessageUpdate rows (findMessages, send records, receipts)
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-07
 """
 

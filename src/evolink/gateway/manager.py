@@ -19,6 +19,7 @@ from evolink.gateway.runtime import InstanceRuntime, NotConnected, RuntimeOption
 from evolink.gateway.webhooks import EventPublisher, WebhookTarget
 from evolink.store import Store
 from evolink.store.models import Instance
+from evolink.wa.events import EngineEvent
 
 log = logging.getLogger("evolink.gateway")
 
@@ -49,6 +50,7 @@ class InstanceManager:
         self.proxy_fallback = proxy_fallback  # PROXY_* for instances without an enabled proxy of their own
         self.runtimes: dict[str, InstanceRuntime] = {}
         self.messages = messages  # messaging pipeline shared by every instance (observers live here)
+        self.event_hooks: list[Callable[[InstanceRuntime, EngineEvent], Awaitable[None]]] = []  # every runtime
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -61,6 +63,7 @@ class InstanceManager:
                                  wuid=row.owner_jid, profile_name=row.profile_name,
                                  on_state=lambda _rt: self.publish_states(),
                                  proxy_lookup=self._proxy_lookup(row.id), messages=self.messages)
+            rt.event_hooks = self.event_hooks  # shared list: hooks added later apply to every runtime
             self.runtimes[row.name] = rt
             self.publish_states()
         return rt

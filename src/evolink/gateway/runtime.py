@@ -174,6 +174,8 @@ class InstanceRuntime:
         self.messages = InstanceMessages(messages, self) if messages is not None else None
         self.sender = InstanceSender(self.messages) if self.messages is not None else None
         self._after_open: asyncio.Task[None] | None = None
+        # Called after each engine event is handled, in order (e.g. gateway/groups.py: GROUPS_UPSERT).
+        self.event_hooks: list[Callable[[InstanceRuntime, EngineEvent], Awaitable[None]]] = []
 
     # --- public operations -----------------------------------------------------------------------
 
@@ -518,6 +520,8 @@ class InstanceRuntime:
             self._set_state("close")
             await self._persist(connection_status="close")
             await self._emit(names.LOGOUT_INSTANCE, None)
+        for hook in self.event_hooks:
+            await hook(self, ev)
 
     async def _on_qr(self, ev: QrEvent) -> None:
         if self.qr.count >= self.options.qrcode_limit:

@@ -22,6 +22,8 @@ class Services:
     routing: RoutingStore
     # Pushed to a device after an answer (e.g. the pre-key low-count notification): (phone, device, node).
     notify: Callable[[str, int, Node], None] = field(default=lambda phone, device, node: None)
+    # Queued until acknowledged, and pushed now when online (group notifications): (phone, device, node).
+    deliver: Callable[[str, int, Node], None] = field(default=lambda phone, device, node: None)
     # Account push names: the server stamps them on routed messages as ``notify`` (WhatsApp does).
     push_names: dict[str, str] = field(default_factory=dict)
 

@@ -169,6 +169,17 @@ class CallEvent:
     group_jid: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class GroupsUpsertEvent:
+    """We were added to new groups (``w:gp2`` ``<create>``), Baileys' ``groups.upsert``.
+
+    ``groups`` are ``evolink.wa.group_meta.GroupMetadata``; ``author`` is who created/added (JID or None).
+    """
+
+    groups: tuple[Any, ...]
+    author: str | None = None
+
+
 EngineEvent = (
     QrEvent
     | PairingCodeEvent
@@ -182,4 +193,5 @@ EngineEvent = (
     | ReceiptEvent
     | UndecryptableEvent
     | CallEvent
+    | GroupsUpsertEvent
 )

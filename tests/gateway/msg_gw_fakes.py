@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 from gw_fakes import FakeEngine, FakeHub
@@ -27,6 +28,7 @@ class Sent:
 class MsgHub(FakeHub):
     no_devices: set[str] = field(default_factory=set)  # JIDs "not on WhatsApp"
     fail_with: str | None = None  # a SendError text for every send
+    lose_after_record: bool = False  # the connection drops after the stanza was recorded for the wire
     send_gate: asyncio.Event | None = None  # sends wait on it when set
     members: dict[str, list[str]] = field(default_factory=dict)
 
@@ -51,6 +53,8 @@ class MsgEngine(FakeEngine):
         self.read_receipts: list[tuple[str, list[str], str | None]] = []
         self.sent_event = asyncio.Event()
         self.rejected: list[tuple[str, str]] = []
+        self.recorded: set[str] = set()  # ids "recorded for the wire" (the real engine's record_outgoing)
+        self.messaging = SimpleNamespace(store=SimpleNamespace(load_outgoing=self._load_outgoing))
 
     def _live(self) -> None:
         if self.state != "open":
@@ -66,9 +70,15 @@ class MsgEngine(FakeEngine):
         if self.hub.fail_with:
             raise SendError(self.hub.fail_with)
         assert message_id is not None
+        self.recorded.add(message_id)
+        if self.hub.lose_after_record:
+            raise NotConnected("Connection Closed: connection lost")
         self.sent.append(Sent(to, message, message_id))
         self.sent_event.set()
         return SendResult(message_id, 1_700_000_000, 2)
+
+    async def _load_outgoing(self, msg_id: str) -> object | None:
+        return msg_id if msg_id in self.recorded else None
 
     async def send_chat_state(self, to: str, state: Any) -> None:
         self._live()

@@ -91,3 +91,28 @@ async def test_find_filters_pages_and_instance_isolation(database: Database, sto
     assert (await repo.find(b.rt.instance_id, MessageFilter(), page=1, size=50))[0] == 1
     await store.delete_instance(iid)  # rows and updates cascade with the instance
     assert (await repo.find(iid, MessageFilter(), page=1, size=50))[0] == 0
+
+
+async def test_hook_written_row_is_announced_then_marked(database: Database, store: Store) -> None:
+    msgs, ms = await _setup(store, "e")
+    published: list[tuple[str, Any]] = []
+
+    async def publish(ref: Any, event: str, data: Any) -> int:
+        published.append((event, data))
+        return 1
+
+    msgs.hub.publisher = SimpleNamespace(publish=publish)  # type: ignore[assignment]
+    from evolink.wa.events import MessageEvent
+
+    stored = _stored("3A00000000000000000E", "announce me")
+    assert await ms.save_incoming(stored, StateChanges())
+    m = Message()
+    m.conversation = "announce me"
+    await msgs.on_message(MessageEvent(stored.id, stored.chat, stored.sender, None, "99:0@lid", False, 100, "Bob", m))
+    await msgs.on_message(MessageEvent(stored.id, stored.chat, stored.sender, None, "99:0@lid", False, 100, "Bob", m))
+    await msgs.flush()
+    assert [(e, d["key"]["id"], d["message"]["conversation"]) for e, d in published] == [
+        ("messages.upsert", "3A00000000000000000E", "announce me")]  # the repeat found it announced
+    row = await msgs.repo.get(msgs.rt.instance_id, stored.id)
+    assert row is not None and row.announced
+    assert await msgs.repo.unannounced(msgs.rt.instance_id) == []

@@ -17,16 +17,18 @@
 // Messaging (stdin, one JSON command per line, on the open socket):
 //   {"cmd":"send","to":JID,"text":T,"tag":X}     -> {"event":"sent","tag":X,"id":<message id>}
 //   {"cmd":"read","keys":[{remoteJid,id,participant?}]} -> {"event":"read_sent","n":N}
+//   {"cmd":"react","to":JID,"text":EMOJI,"key":{remoteJid,id,fromMe,participant?},"tag":X} -> "sent"
 //   {"cmd":"group","jid":G,"tag":X}              -> {"event":"group","tag":X,"metadata":{...}}
 //   {"cmd":"end"}                                -> closes the socket without logging out
 // Incoming: {"event":"message","id","remoteJid","participant","fromMe","text","upsert":"notify|append"},
+// {"event":"reaction","id","remoteJid","text","targetId","targetFromMe"},
 // {"event":"offline","count":N} (end of the server's offline backlog), {"event":"undecryptable",...}, {"event":"status","id","remoteJid","status"} (messages.update),
 // {"event":"receipt","id","remoteJid","userJid","readTimestamp","receiptTimestamp"} (groups).
 import https from 'node:https';
 import readline from 'node:readline';
 import { parseArgs } from 'node:util';
 
-import makeWASocket, { useMultiFileAuthState, WA_CERT_DETAILS } from '../interop/node_modules/baileys/lib/index.js';
+import makeWASocket, { generateMessageIDV2, useMultiFileAuthState, WA_CERT_DETAILS } from '../interop/node_modules/baileys/lib/index.js';
 import pino from '../interop/node_modules/pino/pino.js';
 
 const { values: opt } = parseArgs({
@@ -62,6 +64,11 @@ let restartsLeft = Number(opt.restarts);
 let socketNo = 0;
 let pairingRequested = false;
 let current = null; // the open socket, for stdin commands
+// What this driver sent, by id, for Baileys' getMessage (its resend on a retry receipt). Baileys'
+// own recent-message cache is keyed by the chat JID while a 1:1 retry receipt names the retrying
+// device (from="user:device@..."), so without getMessage a 1:1 resend finds nothing; apps are
+// expected to provide getMessage, as this driver does (bounded: the oldest entries are dropped).
+const sentMessages = new Map();
 
 // Commands run one after the other (a send completes before the next starts), so the order of
 // "send" lines is the order the messages leave the socket.
@@ -81,7 +88,14 @@ async function runCommand(line) {
   try {
     if (!current) throw new Error('no open socket');
     if (cmd.cmd === 'send') {
-      const sent = await current.sendMessage(cmd.to, { text: cmd.text });
+      // Recorded before the send: a retry receipt can come back before sendMessage resolves.
+      const messageId = generateMessageIDV2(current.user?.id);
+      sentMessages.set(messageId, { conversation: cmd.text });
+      if (sentMessages.size > 5000) sentMessages.delete(sentMessages.keys().next().value);
+      const sent = await current.sendMessage(cmd.to, { text: cmd.text }, { messageId });
+      emit('sent', { tag: cmd.tag ?? null, id: sent?.key?.id ?? null, to: cmd.to });
+    } else if (cmd.cmd === 'react') {
+      const sent = await current.sendMessage(cmd.to, { react: { text: cmd.text, key: cmd.key } });
       emit('sent', { tag: cmd.tag ?? null, id: sent?.key?.id ?? null, to: cmd.to });
     } else if (cmd.cmd === 'read') {
       await current.readMessages(cmd.keys);
@@ -119,6 +133,7 @@ async function startSocket() {
     // after each login until its accountSyncCounter is > 0 ("awaiting history sync notification").
     shouldSyncHistoryMessage: () => false,
     connectTimeoutMs: 20000,
+    getMessage: async (key) => sentMessages.get(key.id),
     defaultQueryTimeoutMs: 20000,
   };
   if (opt['qr-timeout']) config.qrTimeout = Number(opt['qr-timeout']);
@@ -137,6 +152,9 @@ async function startSocket() {
                      fromMe: !!msg.key.fromMe, upsert: type, t: Number(msg.messageTimestamp ?? 0) };
       if (msg.messageStubType === 2 /* CIPHERTEXT */) {
         emit('undecryptable', { ...base, why: msg.messageStubParameters ?? null });
+      } else if (msg.message?.reactionMessage) {
+        const r = msg.message.reactionMessage;
+        emit('reaction', { ...base, text: r.text ?? '', targetId: r.key?.id ?? null, targetFromMe: !!r.key?.fromMe });
       } else if (textOf(msg.message) !== null) {
         emit('message', { ...base, text: textOf(msg.message) });
       }

@@ -4,8 +4,9 @@
 
 Prints one JSON object per line on stdout: ``{"event": "qr", "qr"}``, ``{"event": "open"}``,
 ``{"event": "message", "id", "text"}`` (after the message is in the store), ``{"event": "sent",
-"id"}``, ``{"event": "send_failed", "error"}``. Reads commands on stdin: ``{"cmd": "send", "to",
-"text"}``. The test kills it with SIGKILL at random points; nothing here cleans up on purpose.
+"id", "text"}`` (after the server's ack), ``{"event": "send_failed", "text", "error"}``. Reads
+commands on stdin: ``{"cmd": "send", "to", "text"}``, ``{"cmd": "send_many", "to", "prefix",
+"start", "n"}``. The test kills it with SIGKILL at random points; nothing here cleans up on purpose.
 """
 
 from __future__ import annotations
@@ -39,11 +40,17 @@ async def commands(engine: Engine) -> None:
     while line := await reader.readline():
         cmd = json.loads(line)
         if cmd["cmd"] == "send":
+            texts = [cmd["text"]]
+        elif cmd["cmd"] == "send_many":  # texts prefix000, prefix001, … sent one after the other
+            texts = [f"{cmd['prefix']}{cmd['start'] + i:03}" for i in range(cmd["n"])]
+        else:
+            continue
+        for text in texts:
             try:
-                sent = await engine.send_text(cmd["to"], cmd["text"])
-                emit("sent", id=sent.id)
+                sent = await engine.send_text(cmd["to"], text)
+                emit("sent", id=sent.id, text=text)
             except Exception as exc:
-                emit("send_failed", error=f"{type(exc).__name__}: {exc}")
+                emit("send_failed", text=text, error=f"{type(exc).__name__}: {exc}")
 
 
 async def main(args: argparse.Namespace) -> None:

@@ -189,3 +189,109 @@ async def test_group_engine_baileys_and_phone_everyone_reads(sandbox: Sandbox, m
         return {names.get(user_of(m.get("participant") or m["from"]), "?") for m in sandbox.phone_messages(CAROL)
                 if m["tag"] == "receipt" and m.get("type") == "read" and m["id"] == c_id}
     await until(lambda: {"engine", "alice"} <= carol_read_by())
+
+
+async def test_lost_sessions_heal_through_retry_receipts_both_ways(sandbox: Sandbox, make_engine: EngineFactory,
+                                                                   drivers: Start, tmp_path: Path) -> None:
+    engine, rec, drv = await both(sandbox, make_engine, drivers, tmp_path)
+    alice = f"{ALICE}@s.whatsapp.net"
+    await engine.send_text(alice, "open e->b")
+    await baileys_texts(drv, 1, "open e->b")
+    await drv.command("send", to=f"{PHONE}@s.whatsapp.net", text="open b->e", tag="o")
+    await rec.wait(MessageEvent, lambda e: text_of(e) == "open b->e", within=20)
+
+    # The engine loses every Signal session: Baileys' next message (a plain msg) cannot decrypt.
+    store: Any = engine.messaging.store
+    store.sessions.clear()
+    await drv.command("send", to=f"{PHONE}@s.whatsapp.net", text="after engine loss", tag="l1")
+    lost = (await drv.expect("sent", tag="l1"))["id"]
+    failed = await rec.wait(UndecryptableEvent, lambda e: e.id == lost, within=20)
+    assert failed.retry_count == 1
+    # Baileys answers the retry receipt with a fresh pre-key message; it decrypts.
+    healed = await rec.wait(MessageEvent, lambda e: e.id == lost, within=20)
+    assert text_of(healed) == "after engine loss"
+
+    # Baileys loses its sessions with the engine's devices (the multi-file auth state on disk).
+    engine_users = {PHONE, sandbox.get_phone(PHONE)["lid"].split("@")[0]}
+    gone = [f for f in (tmp_path / "alice").glob("session-*.json")
+            if f.name.removeprefix("session-").split("_")[0].split(".")[0] in engine_users]
+    assert gone
+    for f in gone:
+        f.unlink()
+    sent = await engine.send_text(alice, "after baileys loss")
+    got = (await baileys_texts(drv, 1, "after baileys loss", within=30))[0]
+    assert got["id"] == sent.id
+    # It took Baileys' retry receipt and the engine's resend (the event follows the resend).
+    await rec.wait(ReceiptEvent, lambda e: e.type is ReceiptType.RETRY and sent.id in e.ids, within=20)
+
+    # Both directions keep working on the new sessions.
+    await engine.send_text(alice, "then e->b")
+    await baileys_texts(drv, 1, "then e->b")
+    await drv.command("send", to=f"{PHONE}@s.whatsapp.net", text="then b->e", tag="t")
+    await rec.wait(MessageEvent, lambda e: text_of(e) == "then b->e", within=20)
+
+
+async def test_reactions_contact_lookup_and_group_create_with_baileys(sandbox: Sandbox, make_engine: EngineFactory,
+                                                                      drivers: Start, tmp_path: Path) -> None:
+    from evolink.wa.groups import create_group
+    from evolink.wa.onwhatsapp import on_whatsapp
+    from evolink.wa.reactions import send_reaction
+
+    engine, rec, drv = await both(sandbox, make_engine, drivers, tmp_path)
+    [found] = await on_whatsapp(engine, [ALICE])
+    assert found.exists and found.lid == sandbox.get_phone(ALICE)["lid"]
+    alice = f"{ALICE}@s.whatsapp.net"
+    await drv.command("send", to=f"{PHONE}@s.whatsapp.net", text="react to this", tag="r0")
+    ev = await rec.wait(MessageEvent, lambda e: text_of(e) == "react to this", within=20)
+    await send_reaction(engine, ev.chat, ev.id, "🎉")
+    got = await drv.expect("reaction", within=20)
+    assert got["targetId"] == ev.id and got["text"] == "🎉" and got["targetFromMe"] is True
+    # Baileys reacts to the engine's message: a MessageEvent carrying reactionMessage.
+    mine = await engine.send_text(alice, "react to mine")
+    at_alice = (await baileys_texts(drv, 1, "react to mine"))[0]
+    await drv.command("react", to=at_alice["remoteJid"], text="❤️", tag="rx",
+                      key={"remoteJid": at_alice["remoteJid"], "id": mine.id, "fromMe": False})
+    reaction = await rec.wait(MessageEvent, lambda e: e.message.HasField("reactionMessage"), within=20)
+    assert reaction.message.reactionMessage.key.id == mine.id and reaction.message.reactionMessage.text == "❤️"
+
+    # A group the engine creates: Baileys sees it and both write to it.
+    info = await create_group(engine, "evolink made this", [alice, f"{CAROL}@s.whatsapp.net"])
+    await drv.command("group", jid=info.jid, tag="meta")
+    meta = (await drv.expect("group", tag="meta"))["metadata"]
+    assert meta["subject"] == "evolink made this" and len(meta["participants"]) == 3
+    sent = await engine.send_text(info.jid, "welcome")
+    welcome = (await baileys_texts(drv, 1, "welcome"))[0]
+    assert welcome["id"] == sent.id and welcome["remoteJid"] == info.jid
+    await drv.command("send", to=info.jid, text="thanks", tag="th")
+    back = await rec.wait(MessageEvent, lambda e: text_of(e) == "thanks", within=20)
+    assert back.chat == info.jid
+    assert not rec.of(UndecryptableEvent) and not drv.seen("undecryptable")
+
+
+async def test_lid_addressing_both_ways(sandbox: Sandbox, make_engine: EngineFactory, drivers: Start,
+                                        tmp_path: Path) -> None:
+    """Texts addressed by LID (first contact by LID, then PN and LID mixed) decrypt on both sides."""
+    engine, rec, drv = await both(sandbox, make_engine, drivers, tmp_path)
+    alice_lid, engine_lid = sandbox.get_phone(ALICE)["lid"], sandbox.get_phone(PHONE)["lid"]
+    first = await engine.send_text(alice_lid, "by lid first")
+    got = (await baileys_texts(drv, 1, "by lid first"))[0]
+    assert got["id"] == first.id
+    await drv.command("send", to=engine_lid, text="lid back", tag="l0")
+    ev = await rec.wait(MessageEvent, lambda e: text_of(e) == "lid back", within=20)
+    assert ev.sender_lid is not None and ev.sender_lid.split("@")[0].split(":")[0] == alice_lid.split("@")[0]
+    # Mixed: PN then LID again, each way; one session per device whatever the namespace.
+    for i, to in enumerate((f"{ALICE}@s.whatsapp.net", alice_lid)):
+        sent = await engine.send_text(to, f"mixed-e{i}")
+        assert (await baileys_texts(drv, 1, f"mixed-e{i}"))[0]["id"] == sent.id
+    for i, to in enumerate((f"{PHONE}@s.whatsapp.net", engine_lid)):
+        await drv.command("send", to=to, text=f"mixed-b{i}", tag=f"m{i}")
+        await rec.wait(MessageEvent, lambda e, i=i: text_of(e) == f"mixed-b{i}", within=20)  # type: ignore[misc]
+    assert not rec.of(UndecryptableEvent) and not drv.seen("undecryptable")
+    # The phones' copies (deviceSentMessage) decrypted too.
+    await until(lambda: {m["text"] for m in sandbox.phone_received(PHONE) if m["from_me"]} >= {
+        "by lid first", "mixed-e0", "mixed-e1"})
+    assert all(m["error"] is None for p in (PHONE, ALICE) for m in sandbox.phone_received(p))
+    # Sessions live under the LID address only (Baileys 7's rule): none under Alice's PN.
+    sessions = set(engine.messaging.store.sessions)  # type: ignore[attr-defined]
+    assert not any(a.startswith(f"{ALICE}.") for a in sessions)
+    assert any(a.startswith(f"{alice_lid.split('@')[0]}_1.") for a in sessions)

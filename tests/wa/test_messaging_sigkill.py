@@ -1,5 +1,5 @@
 """Acceptance: the engine process is SIGKILLed at random points while 200 messages arrive from a
-phone (issue 9). After the last restart every message is in the SQL store exactly once, and the
+phone, one in three to a group (issue 9). After the last restart every message is in the SQL store exactly once, and the
 next message in each direction decrypts (no session was corrupted).
 
 The engine runs in ``msg_runner.py`` (its own process, SqlCredsStore + SqlMessageStore on SQLite);
@@ -37,6 +37,7 @@ BOB = "15550002222"
 SECRET = "sigkill-test-secret"
 MESSAGES = 200
 TRIALS = 24
+SEND_TRIALS = 12
 
 
 class Runner:
@@ -127,7 +128,13 @@ async def test_sigkill_at_random_points_while_200_messages_arrive(sandbox: Sandb
     await first.kill()
 
     me = f"{PHONE}@s.whatsapp.net"
+    group = sandbox.create_group("kills", [BOB, PHONE])["jid"]
     sent: list[str] = []
+
+    def phone_sends(text: str) -> None:
+        """Every third message goes to the group (sender-key state must survive the kills too)."""
+        sent.append(sandbox.phone_send(BOB, group if len(sent) % 3 == 2 else me, text)["id"])
+
     kills = {"startup": 0, "streaming": 0}
     in_flight: list[int] = []  # messages sent but not yet stored when a streaming kill was sent
 
@@ -139,7 +146,7 @@ async def test_sigkill_at_random_points_while_200_messages_arrive(sandbox: Sandb
         # Some messages wait in the offline queue, so a login also starts with a burst.
         for _ in range(rng.randint(0, 2)):
             if len(sent) < MESSAGES:
-                sent.append(sandbox.phone_send(BOB, me, f"k-{len(sent):03}")["id"])
+                phone_sends(f"k-{len(sent):03}")
         if trial % 4 == 3:  # a kill during start-up, handshake or login
             await asyncio.sleep(rng.uniform(0.0, 1.5))
             kills["startup"] += 1
@@ -147,7 +154,7 @@ async def test_sigkill_at_random_points_while_200_messages_arrive(sandbox: Sandb
             await r.expect("open")
             batch = [f"k-{len(sent) + i:03}" for i in range(min(per_trial, MESSAGES - len(sent)))]
             for text in batch:
-                sent.append(sandbox.phone_send(BOB, me, text)["id"])
+                phone_sends(text)
             # Kill after a random number of the messages not yet stored (this batch and any backlog).
             target = rng.randint(0, len(sent) - stored_total())
             with contextlib.suppress(TimeoutError):
@@ -157,19 +164,23 @@ async def test_sigkill_at_random_points_while_200_messages_arrive(sandbox: Sandb
             in_flight.append(len(sent) - stored_total())
         await r.kill()
     while len(sent) < MESSAGES:
-        sent.append(sandbox.phone_send(BOB, me, f"k-{len(sent):03}")["id"])
+        phone_sends(f"k-{len(sent):03}")
 
     # The last start: every queued message arrives, and nothing is left queued for the device.
     last = await spawn()
     await last.expect("open")
     await until(lambda: all(d["queued"] == 0 for d in sandbox.get_phone(PHONE)["devices"]), within=60)
-    # The next message each way decrypts: the phone to the engine, then the engine to the phone.
+    # The next message each way decrypts: the phone to the engine (1:1 and group), then the engine
+    # to the phone.
     after = sandbox.phone_send(BOB, me, "after-kills")["id"]
-    await last.wait_for(lambda: any(e["id"] == after for e in last.seen("message")))
-    await last.command(cmd="send", to=f"{BOB}@s.whatsapp.net", text="engine survived")
-    await last.wait_for(lambda: bool(last.seen("sent") or last.seen("send_failed")))
-    assert last.seen("sent"), last.seen("send_failed")
-    await until(lambda: any(m["text"] == "engine survived" for m in sandbox.phone_received(BOB)))
+    after_group = sandbox.phone_send(BOB, group, "after-kills in the group")["id"]
+    await last.wait_for(lambda: {after, after_group} <= {e["id"] for e in last.seen("message")})
+    for to in (f"{BOB}@s.whatsapp.net", group):
+        await last.command(cmd="send", to=to, text=f"engine survived {to}")
+    await last.wait_for(lambda: len(last.seen("sent") + last.seen("send_failed")) == 2)
+    assert len(last.seen("sent")) == 2, last.seen("send_failed")
+    await until(lambda: {m["text"] for m in sandbox.phone_received(BOB)} >= {
+        f"engine survived {BOB}@s.whatsapp.net", f"engine survived {group}"})
     assert all(m["error"] is None for m in sandbox.phone_received(BOB))
     await last.kill()
 
@@ -180,6 +191,55 @@ async def test_sigkill_at_random_points_while_200_messages_arrive(sandbox: Sandb
     finally:
         await database.dispose()
     assert len(stored) == len(set(stored)), f"seed {seed}"
-    assert set(stored) == {*sent, after}, f"seed {seed}: missing {len(set(sent) - set(stored))}"
+    assert set(stored) == {*sent, after, after_group}, f"seed {seed}: missing {len(set(sent) - set(stored))}"
     assert kills["startup"] >= 5 and kills["streaming"] >= 15
     print(f"sigkill: seed={seed} kills={kills} in_flight_at_kill={in_flight}")
+
+
+async def test_sigkill_while_the_engine_sends(sandbox: Sandbox, tmp_path: Path, runners: list[Runner]) -> None:
+    """Kills while the engine encrypts and sends: a chain key is never reused (the Signal state is
+    stored before the stanza leaves), so every message the phone gets decrypts, every acked send
+    arrived, and the session keeps working in both directions afterwards."""
+    seed = int(os.environ.get("SIGKILL_SEED", random.randrange(1 << 30)))
+    rng = random.Random(seed)
+    db = tmp_path / "engine.db"
+    sandbox.create_phone(BOB)
+    group = sandbox.create_group("kills", [BOB, PHONE])["jid"]
+
+    async def spawn() -> Runner:
+        r = await Runner.start(sandbox, db)
+        runners.append(r)
+        return r
+
+    first = await spawn()
+    await sandbox.scan(PHONE, (await first.expect("qr"))["qr"])
+    await first.expect("open")
+    acked: list[str] = []
+    sent_count = 0
+    for trial in range(SEND_TRIALS):
+        r = first if trial == 0 else await spawn()
+        await r.expect("open")
+        to = group if trial % 3 == 2 else f"{BOB}@s.whatsapp.net"
+        n = 8
+        await r.command(cmd="send_many", to=to, prefix=f"s{trial:02}-", start=0, n=n)
+        with contextlib.suppress(TimeoutError):
+            await r.wait_for(lambda r=r, k=rng.randint(0, n): len(r.seen("sent")) >= k, within=10)  # type: ignore[misc]
+        await asyncio.sleep(rng.uniform(0.0, 0.005))
+        await r.kill()
+        acked += [e["id"] for e in r.seen("sent")]
+        sent_count += n
+    last = await spawn()
+    await last.expect("open")
+    for to in (f"{BOB}@s.whatsapp.net", group):
+        await last.command(cmd="send", to=to, text=f"after {to}")
+    await last.wait_for(lambda: len(last.seen("sent") + last.seen("send_failed")) == 2)
+    assert len(last.seen("sent")) == 2, last.seen("send_failed")
+    await until(lambda: {m["text"] for m in sandbox.phone_received(BOB)} >= {
+        f"after {BOB}@s.whatsapp.net", f"after {group}"})
+    reply = sandbox.phone_send(BOB, f"{PHONE}@s.whatsapp.net", "phone replies")["id"]
+    await last.wait_for(lambda: any(e["id"] == reply for e in last.seen("message")))
+    received = sandbox.phone_received(BOB)
+    assert all(m["error"] is None for m in received), (seed, [m for m in received if m["error"]][:3])
+    assert set(acked) <= {m["id"] for m in received}, f"seed {seed}: an acked send never arrived"
+    assert len({m["id"] for m in received}) == len(received), f"seed {seed}: a message arrived twice"
+    print(f"sigkill sends: seed={seed} acked={len(acked)}/{sent_count} received={len(received)}")

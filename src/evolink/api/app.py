@@ -17,7 +17,8 @@ from evolink.api.context import GatewayContext
 from evolink.api.cors import install_cors
 from evolink.api.errors import install_error_handlers
 from evolink.api.health import router as health_router
-from evolink.api.metrics import router as metrics_router
+from evolink.api.limits import MESSAGE_PREFIX, BodyLimitMiddleware, BodyLimits
+from evolink.api.metrics import METRICS_VARIABLES, create_metrics_router
 from evolink.api.routes_chat_messages import router as chat_messages_router
 from evolink.api.routes_chats import router as chats_router
 from evolink.api.routes_config import router as config_router
@@ -146,7 +147,8 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
         app.state.chat_feed = chat_feed
         worker = DeliveryWorker(store, retry_policy(settings), publisher.wake,
                                 timeout=settings.WEBHOOK_REQUEST_TIMEOUT_MS / 1000, client=http_client,
-                                clock=the_clock)
+                                clock=the_clock, retention=settings.EVOLINK_OUTBOX_DELIVERED_RETENTION_SECONDS,
+                                failed_retention=settings.EVOLINK_OUTBOX_FAILED_RETENTION_SECONDS)
         manager = InstanceManager(
             store=store, publisher=publisher, clock=the_clock,
             engine_factory=engine_factory or default_engine_factory(settings),
@@ -200,6 +202,9 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
                   description="WhatsApp gateway, wire-compatible with Evolution API 2.3.7 (instance surface). "
                               "Authenticate with the `apikey` header.")
     install_error_handlers(app)
+    # added before CORS, so it runs inside it: a a 401/413 still carries the CORS headers a browser needs to read it
+    app.add_middleware(BodyLimitMiddleware, limits=BodyLimits(
+        settings.EVOLINK_MAX_BODY_BYTES, ((MESSAGE_PREFIX, settings.EVOLINK_MAX_MESSAGE_BODY_BYTES),)))
     install_cors(app, settings)
     app.include_router(config_router)
     app.include_router(server_router)
@@ -212,7 +217,8 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
     app.include_router(message_router)
     app.include_router(chat_messages_router)
     app.include_router(health_router)
-    app.include_router(metrics_router)
+    app.include_router(create_metrics_router({name: value for name in METRICS_VARIABLES
+                                              if (value := getattr(settings, name)) is not None}))
     if not settings.SERVER_DISABLE_MANAGER:
         routes_manager.install(app)
     return app

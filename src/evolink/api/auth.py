@@ -12,6 +12,7 @@ from fastapi import Depends, Request
 
 from evolink.api.context import GatewayContext, get_context
 from evolink.api.errors import ApiError
+from evolink.gateway.inputs import lookup_name
 from evolink.store.models import Instance
 
 
@@ -27,7 +28,7 @@ def presented_key(request: Request) -> str | None:
 
 async def instance_guard(instanceName: str, request: Request,
                          ctx: GatewayContext = Depends(get_context)) -> Instance:
-    row = await ctx.store.get_instance(instanceName)
+    row = await ctx.store.get_instance(lookup_name(instanceName))  # names are stored NFKC
     if row is None:
         raise ApiError(404, f'The "{instanceName}" instance does not exist')
     key = presented_key(request)

@@ -12,6 +12,7 @@ from evolink.api.errors import ApiError
 from evolink.api.routes_proxy import create_proxy_spec, proxy_row, spec_values
 from evolink.api.schemas import InstanceCreateBody, PresenceBody, instance_row
 from evolink.gateway import CreateRequest, InstanceRuntime, InvalidNumber, NotConnected
+from evolink.gateway.inputs import lookup_name
 from evolink.gateway.runtime import PresenceError
 from evolink.store import NameInUse, SealError, TokenInUse
 from evolink.store.models import Instance
@@ -130,13 +131,14 @@ async def fetch_instances(request: Request, instanceName: str | None = None,
             if not rows:
                 raise ApiError(404, f'Instance "{instanceId or number}" not found')
         elif instanceName:
-            rows = await ctx.store.list_instances(name=instanceName)
+            rows = await ctx.store.list_instances(name=lookup_name(instanceName))
             if not rows:
                 raise ApiError(404, f'Instance "{instanceName}" not found')
         else:
             rows = await ctx.store.list_instances(client_name=ctx.settings.DATABASE_CONNECTION_CLIENT_NAME)
     else:
-        rows = await ctx.store.list_instances(token=key, name=instanceName, instance_id=instanceId)
+        rows = await ctx.store.list_instances(token=key, name=lookup_name(instanceName) if instanceName else None,
+                                              instance_id=instanceId)
         if not rows:
             raise ApiError(401)
     out = []

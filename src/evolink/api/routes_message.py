@@ -29,7 +29,7 @@ router = APIRouter(prefix="/message", tags=["message"])
 
 async def json_body(request: Request, schema: dict[str, Any], *, optional: bool = False) -> Any:
     """The JSON body checked against ``schema``: 400 with Evolution's nested messages when it fails."""
-    raw = await request.body()
+    raw = await request.body()  # bounded before it gets here (api/limits.py: EVOLINK_MAX_*BODY_BYTES)
     if not raw.strip() and optional:
         return {}
     try:

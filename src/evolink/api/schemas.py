@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from evolink.api.settings import EVENT_KEYS, EXTENSION_EVENT_KEYS
 from evolink.clock.base import iso_utc
+from evolink.gateway.inputs import NAME_CHARSET_DOC, instance_name, phone_number
 from evolink.gateway.webhook_rules import check_headers, check_url
 from evolink.store.models import Instance, Setting, Webhook
 
@@ -64,11 +65,11 @@ class InstanceCreateBody(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    instanceName: str = Field(min_length=1, max_length=255, pattern=r"^[^/\x00-\x1f]+$",
-                              description='The "instanceName" cannot be empty or contain "/"')
+    instanceName: str = Field(min_length=1, max_length=1024,
+                              description=f"Stored NFKC-normalised; characters: {NAME_CHARSET_DOC}")
     integration: str | None = Field(None, description="WHATSAPP-BAILEYS (the only integration evolink links)")
     token: str | None = Field(None, max_length=255)
-    number: str | None = Field(None, pattern=r"^\+?\d+[\.@\w-]*$")
+    number: str | None = Field(None, max_length=100, description="ASCII digits with the country code")
     qrcode: bool | None = None
     businessId: str | None = None
     rejectCall: bool | None = None
@@ -80,6 +81,18 @@ class InstanceCreateBody(BaseModel):
     syncFullHistory: bool | None = None
     wavoipToken: str | None = None
     webhook: CreateWebhookBody | None = None
+
+    @field_validator("instanceName")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return instance_name(v)  # evolink.gateway.inputs: NFKC, documented character set
+
+    @field_validator("number")
+    @classmethod
+    def _number(cls, v: str | None) -> str | None:
+        if v is not None and v.strip():
+            phone_number(v)  # refused here (400), kept as typed (Evolution stores it as given)
+        return v
 
     def settings_columns(self) -> dict[str, Any]:
         return {"reject_call": self.rejectCall, "msg_call": self.msgCall, "groups_ignore": self.groupsIgnore,

@@ -102,6 +102,12 @@ class Settings(BaseSettings):
     CONNECT_WAIT_SECONDS: float = Field(10.0, gt=0, le=120)
     WA_RECONNECT_STABLE_SECONDS: float = Field(60.0, ge=0, le=3600)  # backoff resets after a link this stable
     EVOLINK_SEND_MIN_GAP_MS: int = Field(0, ge=0, le=600_000)  # per-instance minimum gap between sends; 0 = off
+    # request body limits (docs/security.md "Limits"): every route, and /message/* (base64 media)
+    EVOLINK_MAX_BODY_BYTES: int = Field(1024 * 1024, ge=1024)
+    EVOLINK_MAX_MESSAGE_BODY_BYTES: int = Field(32 * 1024 * 1024, ge=1024)
+    # finished outbox rows are purged after these many seconds (docs/security.md "Outbox")
+    EVOLINK_OUTBOX_DELIVERED_RETENTION_SECONDS: float = Field(3600.0, ge=0)
+    EVOLINK_OUTBOX_FAILED_RETENTION_SECONDS: float = Field(604800.0, ge=0)
 
     # CORS and /verify-creds (Evolution's names and defaults; see docs/gateway.md "Browser apps")
     CORS_ORIGIN: Annotated[list[str], NoDecode] = ["*"]
@@ -117,6 +123,13 @@ class Settings(BaseSettings):
     PROXY_PROTOCOL: str | None = None
     PROXY_USERNAME: str | None = None
     PROXY_PASSWORD: str | None = None
+
+    # /metrics access (Evolution's names; api/metrics.py, docs/security.md): read here so `.env` applies too
+    PROMETHEUS_METRICS: str | None = None
+    METRICS_AUTH_REQUIRED: str | None = None
+    METRICS_USER: str | None = None
+    METRICS_PASSWORD: str | None = None
+    METRICS_ALLOWED_IPS: str | None = None
 
     # Per-event global flags, filled from WEBHOOK_EVENTS_<KEY> (not declared one by one).
     webhook_events: dict[str, bool] = Field(default_factory=dict, exclude=True)
@@ -193,7 +206,7 @@ def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Set
         name = str(err["loc"][0]) if err.get("loc") else "configuration"
         value = err.get("input")
         shown = "" if name in ("AUTHENTICATION_API_KEY", "EVOLINK_SECRET_KEY", "PROXY_PASSWORD",
-                                "FACEBOOK_USER_TOKEN") else f" (got {value!r})"
+                                "FACEBOOK_USER_TOKEN", "METRICS_PASSWORD") else f" (got {value!r})"
         raise ConfigError(f"{name}: {err['msg']}{shown}") from None
     env = _env_with_dotenv(env_file)
     settings.webhook_events = _read_event_flags(env) | dict(overrides.get("webhook_events") or {})

@@ -17,6 +17,7 @@ stored message after its event was queued (other modules, e.g. chats/contacts, h
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -106,12 +107,29 @@ def incoming_record(instance_id: str, m: StoredMessage | MessageEvent) -> dict[s
     return record
 
 
+def is_broadcast(jid: str) -> bool:
+    return jid.endswith("@broadcast")
+
+
+def ignored(chat: str, setting: Setting | None) -> bool:
+    """Evolution drops group chats with ``groupsIgnore`` and status/broadcast lists unless ``readStatus``."""
+    if is_group(chat):
+        return setting is not None and setting.groups_ignore
+    if is_broadcast(chat):
+        return setting is None or not setting.read_status
+    return False
+
+
 class InstanceMessages:
     def __init__(self, hub: MessageHub, runtime: RuntimeView) -> None:
         self.hub = hub
         self.rt = runtime
         self._seen_updates: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._best: OrderedDict[str, int] = OrderedDict()  # key id -> highest status rank seen
+        self._fresh: OrderedDict[str, dict[str, Any]] = OrderedDict()  # records the row hook just wrote
+        self._to_mark: set[str] = set()
+        self._recent: OrderedDict[str, None] = OrderedDict()  # announced by this process
+        self._marker: asyncio.Task[None] | None = None
 
     @property
     def repo(self) -> MessageRepo:
@@ -137,12 +155,17 @@ class InstanceMessages:
             return
         if record is None:
             return
-        if is_group(stored.chat):
+        if is_group(stored.chat) or is_broadcast(stored.chat):
             setting = (await s.execute(select(Setting).where(Setting.instance_id == self.rt.instance_id))
                        ).scalar_one_or_none()
-            if setting is not None and setting.groups_ignore:
+            if ignored(stored.chat, setting):
                 return
-        await self.repo.insert_in(s, self.repo.build_row(self.rt.instance_id, record, announced=False))
+        row = self.repo.build_row(self.rt.instance_id, record, announced=False)
+        if await self.repo.insert_in(s, row):
+            # on_message announces from this copy (no read back); a rollback means no MessageEvent
+            self._fresh[stored.id] = {"id": row.id, **record}
+            while len(self._fresh) > _DEDUP_SIZE:
+                self._fresh.popitem(last=False)
 
     # ------------------------------------------------------------------ events from the engine
 
@@ -153,13 +176,16 @@ class InstanceMessages:
             await self.on_receipt(ev)
 
     async def on_message(self, ev: MessageEvent) -> None:
+        fresh = self._fresh.pop(ev.id, None)
+        if fresh is not None:
+            await self.announce_record(fresh)
+            return
         row = await self.repo.get(self.rt.instance_id, ev.id)
         if row is None:  # an engine without the gateway's store (or a row the hook skipped)
             record = incoming_record(self.rt.instance_id, ev)
             if record is None:
                 return
-            setting = await self.settings()
-            if is_group(ev.chat) and setting is not None and setting.groups_ignore:
+            if ignored(ev.chat, await self.settings()):
                 return
             row = self.repo.build_row(self.rt.instance_id, record, announced=False)
             try:
@@ -168,24 +194,50 @@ class InstanceMessages:
                 row = await self.repo.get(self.rt.instance_id, ev.id)
                 if row is None:
                     return
-        if not row.announced:
+        if not row.announced and row.key_id not in self._recent:  # _recent: marks not yet written
             await self.announce(row)
 
     async def announce(self, row: MessageRow) -> None:
-        record = self.repo.record(row)
+        await self.announce_record(self.repo.record(row))
+
+    async def announce_record(self, record: dict[str, Any]) -> None:
+        key = record["key"]
         setting = await self.settings()
-        if setting is not None and setting.read_messages and not row.from_me:
-            await self._auto_read(row)
+        if setting is not None and setting.read_messages and not key.get("fromMe"):
+            await self._auto_read(str(key["remoteJid"]), str(key["id"]), key.get("participant"))
         await self.hub.publisher.publish(self.rt.ref, MESSAGES_UPSERT, rec.event_view(record))
-        await self.repo.mark_announced(row.instance_id, row.key_id)
+        self._recent[str(key["id"])] = None
+        while len(self._recent) > _DEDUP_SIZE:
+            self._recent.popitem(last=False)
+        self._mark_announced(str(key["id"]))
         await self.hub.notify("incoming", record)
 
-    async def _auto_read(self, row: MessageRow) -> None:
+    def _mark_announced(self, key_id: str) -> None:
+        """Marks are written in batches by one task (a crash before the write only re-announces:
+        at-least-once with the same id)."""
+        self._to_mark.add(key_id)
+        if self._marker is None or self._marker.done():
+            self._marker = asyncio.create_task(self._write_marks(), name=f"announced-{self.rt.name}")
+
+    async def _write_marks(self) -> None:
+        while self._to_mark:
+            ids, self._to_mark = sorted(self._to_mark), set()
+            try:
+                await self.repo.mark_announced_many(self.rt.instance_id, ids)
+            except Exception:
+                log.exception("could not mark messages announced", extra={"instance": self.rt.name})
+
+    async def flush(self) -> None:
+        """Wait until every announcement mark is written (tests, shutdown)."""
+        while self._marker is not None and not self._marker.done():
+            await self._marker
+
+    async def _auto_read(self, chat: str, key_id: str, participant: str | None) -> None:
         engine = self.rt.engine
         if engine is None or self.rt.state != "open":
             return
         try:
-            await engine.send_read_receipt(row.remote_jid, [row.key_id], participant=row.participant)
+            await engine.send_read_receipt(chat, [key_id], participant=participant)
         except Exception as exc:  # best effort, as Baileys' readMessages is
             log.info("auto read receipt not sent: %s", exc, extra={"instance": self.rt.name})
 

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,6 +28,7 @@ from evolink.clock.base import elapsed as default_elapsed
 from evolink.clock.base import iso_utc
 from evolink.gateway import names
 from evolink.gateway.creds import SqlCredsStore
+from evolink.gateway.inputs import phone_number
 from evolink.gateway.message_store import SqlMessageStore
 from evolink.gateway.messages import InstanceMessages, MessageHub
 from evolink.gateway.observe import LinkGuard, allow_all, record_pairing_attempt
@@ -51,12 +51,10 @@ from evolink.wa.events import (
     QrEvent,
     ReceiptEvent,
 )
-from evolink.wa.pair_code import InvalidPhoneNumber, normalize_phone
 
 log = logging.getLogger("evolink.gateway.instance")
 
 QR_LIMIT_MESSAGE = "QR code limit reached, please login again"
-_PHONE = re.compile(r"^\d{7,15}$")
 
 # Evolution's `statusReason` numbers (Baileys DisconnectReason) for the engine's typed reasons.
 STATUS_CODES: dict[CloseReason, int] = {
@@ -79,21 +77,11 @@ class PresenceError(Exception):
     """The engine could not send the presence update."""
 
 
-class InvalidNumber(ValueError):
-    """`number` is not digits with a country code."""
-
-
 def normalise_number(number: str | None) -> str | None:
-    """Digits only (Baileys/WhatsApp need them bare); `+`, spaces, dashes and a JID suffix are dropped."""
+    """Digits only (Baileys/WhatsApp need them bare); see `evolink.gateway.inputs.phone_number`."""
     if number is None or not number.strip():
         return None
-    digits = re.sub(r"[\s+\-().]", "", number.split("@", 1)[0])
-    if not _PHONE.match(digits):
-        raise InvalidNumber(f'"{number}" is not a phone number: use digits with the country code, e.g. 5511999999999')
-    try:  # the engine's own rules (e.g. no trunk prefix 0) answer now, not after a connect attempt
-        return normalize_phone(digits)
-    except InvalidPhoneNumber as exc:
-        raise InvalidNumber(f'"{number}" is not a phone number: {exc}, e.g. 5511999999999') from exc
+    return phone_number(number)
 
 
 def bare_jid(jid: str) -> str:

@@ -85,6 +85,17 @@ def _secret(msg: Message) -> Message:
     return msg
 
 
+async def _may_have_left(engine: Any, msg_id: str) -> bool:
+    """Whether the engine recorded the message for the wire (``MessageStore.record_outgoing``)."""
+    store = getattr(getattr(engine, "messaging", None), "store", None)
+    if store is None:
+        return False
+    try:
+        return await store.load_outgoing(msg_id) is not None
+    except Exception:  # cannot tell: assume it may have left (a resend with the same id is harmless)
+        return True
+
+
 def json_to_message(data: dict[str, Any]) -> Message | None:
     """A stored/quoted message JSON (Evolution's flattened form) back to a protobuf."""
     data = {k: v for k, v in data.items() if k in Message.DESCRIPTOR.fields_by_name}
@@ -207,30 +218,50 @@ class InstanceSender:
                 await self.m.repo.insert(row)
             except DuplicateMessage:  # a 72-bit random id collided: refuse rather than overwrite
                 raise SendRefused(400, "Error: message id collision, send again") from None
-            await self._wire(engine, row, jid, number, msg)
+            acked = await self._wire(engine, row, jid, number, msg)
         finally:
             self._inflight.discard(msg_id)
         await hub.publisher.publish(self.rt.ref, event, record)
         await hub.notify("outgoing", record)
-        await self.m.record_update(msg_id, rec.Status.SERVER_ACK)
+        if acked:
+            await self.m.record_update(msg_id, rec.Status.SERVER_ACK)
         return record
 
-    async def _wire(self, engine: Any, row: MessageRow, jid: str, number: str, msg: Message) -> None:
+    async def _wire(self, engine: Any, row: MessageRow, jid: str, number: str, msg: Message) -> bool:
+        """Hand the message to the engine; True once the server acked it.
+
+        When the engine fails, what happens to the row depends on whether the stanza may have left:
+        the engine records a message (its store's outgoing copy) right before it goes on the wire.
+        - not recorded: nothing left → the row is deleted and the API answers the error (not on
+          WhatsApp, Connection Closed, …): nothing stored half-way;
+        - the server answered with an error → ``ERROR``, 400;
+        - recorded, then the connection was lost or no ack came: it may have been delivered → the
+          row stays ``pending`` and the answer is 201 ``PENDING`` (Evolution answers as soon as its
+          stanza is written); the next open sends it once more with the same id (dedup by id).
+        """
         repo = self.m.repo
         iid = self.rt.instance_id
         try:
             async with self.queue.slot():
                 await engine.send_message(jid, msg, message_id=row.key_id)
-        except NotConnected:
-            await repo.delete(iid, row.key_id)
-            raise SendRefused(400, CONNECTION_CLOSED) from None
         except SendError as exc:
-            if "has no devices" in str(exc):
-                await repo.delete(iid, row.key_id)
+            text = str(exc)
+            if text.startswith("server refused"):
+                await repo.set_send_state(iid, row.key_id, "failed", status=rec.Status.ERROR)
+                await self._error_update(row)
+                raise SendRefused(400, f"Error: {exc}") from None
+            if await _may_have_left(engine, row.key_id):
+                log.warning("send not confirmed; kept for one resend on the next open: %s", exc,
+                            extra={"instance": self.rt.name, "id": row.key_id})
+                return False
+            await repo.delete(iid, row.key_id)
+            if isinstance(exc, NotConnected):
+                raise SendRefused(400, CONNECTION_CLOSED) from None
+            if "has no devices" in text:
                 raise not_on_whatsapp(jid, number) from None
-            await repo.set_send_state(iid, row.key_id, "failed", status=rec.Status.ERROR)
             raise SendRefused(400, f"Error: {exc}") from None
         await repo.set_send_state(iid, row.key_id, "sent")
+        return True
 
     async def _typing(self, engine: Any, jid: str, delay_ms: int) -> None:
         remaining = delay_ms / 1000

@@ -39,8 +39,9 @@ _PER_INSTANCE_ONLY = {"STATUS_INSTANCE", "REMOVE_INSTANCE", "LOGOUT_INSTANCE"}
 # "all events" in Evolution, does not include them), the global webhook only with its env flag.
 OPT_IN_EVENTS = {"CLOCK_STEP"}
 IDLE_SLEEP = 30.0
-PRUNE_EVERY = 600.0  # seconds between clean-ups of delivered rows
-DELIVERED_RETENTION = 86_400.0  # delivered rows are kept a day for inspection
+PRUNE_EVERY = 600.0  # seconds between clean-ups of finished rows (at most; half the shortest retention if less)
+DELIVERED_RETENTION = 3_600.0  # delivered rows are kept an hour for inspection (EVOLINK_OUTBOX_DELIVERED_…)
+FAILED_RETENTION = 604_800.0  # failed rows (dead letters) a week (EVOLINK_OUTBOX_FAILED_RETENTION_SECONDS)
 BOOKKEEPING_BACKOFF = 1.0  # seconds a lane rests after its outcome could not be stored
 
 
@@ -183,10 +184,13 @@ class DeliveryWorker:
 
     def __init__(self, store: Store, policy: RetryPolicy, wake: asyncio.Event, *, timeout: float = 30.0,
                  concurrency: int = 32, client: httpx.AsyncClient | None = None,
-                 retention: float = DELIVERED_RETENTION, clock: Clock | None = None) -> None:
+                 retention: float = DELIVERED_RETENTION, failed_retention: float = FAILED_RETENTION,
+                 clock: Clock | None = None) -> None:
         self._store = store
         self._clock: Clock = clock or SystemClock()
         self._retention = retention
+        self._failed_retention = failed_retention
+        self._prune_every = max(1.0, min(PRUNE_EVERY, retention / 2, failed_retention / 2))
         self._policy = policy
         self._wake = wake
         self._client = client or httpx.AsyncClient(timeout=timeout, follow_redirects=False)
@@ -197,7 +201,7 @@ class DeliveryWorker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._runner: asyncio.Task[None] | None = None
         self._stopping = False
-        self.stats: Counter[str] = Counter()  # delivered / retry / failed, this process
+        self.stats: Counter[str] = Counter()  # delivered / retry / failed / pruned rows, this process
         self.changed = asyncio.Event()
 
     def start(self) -> None:
@@ -226,10 +230,14 @@ class DeliveryWorker:
             self._wake.clear()
             try:
                 if time.monotonic() >= next_prune:
-                    next_prune = time.monotonic() + PRUNE_EVERY
-                    cutoff = datetime.now(UTC) - timedelta(seconds=self._retention)
-                    await self._store.prune_outbox(cutoff)
+                    next_prune = time.monotonic() + self._prune_every
+                    now = datetime.now(UTC)
+                    pruned = await self._store.prune_outbox(now - timedelta(seconds=self._retention),
+                                                            now - timedelta(seconds=self._failed_retention))
+                    if pruned:
+                        self._settle("pruned", pruned)
                 delay = await self._pump()
+                delay = min(delay, max(0.0, next_prune - time.monotonic()))
             except Exception:
                 log.exception("webhook outbox pump failed; retrying in 1 s")
                 delay = 1.0
@@ -261,8 +269,8 @@ class DeliveryWorker:
         self._tasks.discard(task)
         self._wake.set()
 
-    def _settle(self, result: str) -> None:
-        self.stats[result] += 1
+    def _settle(self, result: str, count: int = 1) -> None:
+        self.stats[result] += count
         changed, self.changed = self.changed, asyncio.Event()
         changed.set()
 

@@ -7,10 +7,10 @@
 2. every creds row of this installation (``DATABASE_CONNECTION_CLIENT_NAME``) must open with it. A
    rotation interrupted after its commit is completed (``secret.key.new`` opens them); otherwise the
    start is refused with a message naming the fix, and nothing is written;
-3. plaintext rows left by older installs are sealed, all in one transaction.
+3. plaintext rows left by older installs (creds and outbox) are sealed, all in one transaction.
 
-``rotate_creds_key`` (``evolink secrets rotate``) re-seals every row under a fresh key in one
-transaction, after the new key is safely on disk.
+``rotate_creds_key`` (``evolink secrets rotate``) re-seals every row (creds and outbox) under a fresh
+key in one transaction, after the new key is safely on disk.
 """
 
 from __future__ import annotations
@@ -20,10 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from evolink.store import keyfile
 from evolink.store.db import Database
-from evolink.store.models import EngineSession, Instance
+from evolink.store.models import EngineSession, Instance, OutboxEvent
+from evolink.store.outbox_seal import is_sealed, open_outbox, seal_outbox
 from evolink.store.sealing import PREFIX, CredsCipher, SealError
 
 log = logging.getLogger("evolink.store.creds_key")
@@ -78,6 +80,33 @@ async def reseal(db: Database, old: CredsCipher, new: CredsCipher, client_name: 
                 continue
             row.creds = new.seal(old.open(row.creds, row.instance_id), row.instance_id)
             changed += 1
+        await _reseal_outbox(s, old, new, client_name, plaintext_only=plaintext_only)
+    return changed
+
+
+async def _reseal_outbox(s: AsyncSession, old: CredsCipher, new: CredsCipher, client_name: str, *,
+                         plaintext_only: bool) -> int:
+    """Seal (or re-seal) this installation's outbox rows, in the caller's transaction. A sealed row that
+    does not open with ``old`` is left as it is (the worker marks it failed with the reason): a stale
+    row never blocks a rotation, and nothing is overwritten."""
+    q = select(OutboxEvent).where(OutboxEvent.client_name == client_name)
+    if not plaintext_only:
+        # A rotation rewrites every row: lock them. Sealing legacy plaintext rows at start needs no lock:
+        # only payload/headers are written, so a concurrent status update of the same row is kept.
+        q = q.with_for_update()
+    changed = skipped = 0
+    for row in (await s.execute(q)).scalars():
+        if plaintext_only and is_sealed(row.payload):
+            continue
+        try:
+            payload, headers = open_outbox(old, row.lane, row.payload, row.headers)
+        except SealError:
+            skipped += 1
+            continue
+        row.payload, row.headers = seal_outbox(new, row.lane, payload, headers)
+        changed += 1
+    if changed or skipped:
+        log.warning("outbox rows sealed under the current key", extra={"rows": changed, "unreadable": skipped})
     return changed
 
 
@@ -126,9 +155,9 @@ async def prepare_creds_key(db: Database, configured: str | None, data_dir: Path
             log.warning("completed an interrupted key rotation", extra={"path": str(path)})
         else:
             raise _mismatch(bad, source, data_dir)
-    sealed_now = 0
-    if any(not stored.startswith(PREFIX) for _, _, stored in rows):
-        sealed_now = await reseal(db, cipher, cipher, client_name, plaintext_only=True)
+    # plaintext creds (and outbox rows) left by older installs are sealed now
+    sealed_now = await reseal(db, cipher, cipher, client_name, plaintext_only=True)
+    if sealed_now:
         log.warning("sealed plaintext creds from an older install", extra={"rows": sealed_now})
     return CredsKey(cipher, source, None if source == "env" else path, sealed_now, recovered)
 

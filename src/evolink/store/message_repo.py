@@ -128,10 +128,10 @@ class MessageRepo:
             await s.execute(delete(MessageRow).where(MessageRow.instance_id == instance_id,
                                                      MessageRow.key_id == key_id))
 
-    async def mark_announced(self, instance_id: str, key_id: str) -> None:
+    async def mark_announced_many(self, instance_id: str, key_ids: list[str]) -> None:
         async with self._db.sessions.begin() as s:
             await s.execute(update(MessageRow).where(MessageRow.instance_id == instance_id,
-                                                     MessageRow.key_id == key_id).values(announced=True))
+                                                     MessageRow.key_id.in_(key_ids)).values(announced=True))
 
     async def add_update(self, instance_id: str, key_id: str, status: str, *, participant: str | None = None,
                          ) -> MessageRow | None:

@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -58,10 +59,13 @@ class Base(DeclarativeBase):
 
 
 class Instance(Base):
+    """Names are unique per installation (``client_name``), tokens across the database (revision 0006)."""
+
     __tablename__ = "instances"
+    __table_args__ = (UniqueConstraint("client_name", "name", name="uq_instances_client_name_name"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    name: Mapped[str] = mapped_column(String(255), unique=True, nullable=False)
+    name: Mapped[str] = mapped_column(String(255), nullable=False)
     connection_status: Mapped[str] = mapped_column(String(16), nullable=False, default="close")
     owner_jid: Mapped[str | None] = mapped_column(String(100))
     profile_name: Mapped[str | None] = mapped_column(String(100))

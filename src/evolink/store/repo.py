@@ -3,14 +3,15 @@
 A `Store` built with ``client_name`` (the gateway's DATABASE_CONNECTION_CLIENT_NAME) sees only that
 installation's instances and outbox rows: lookups by name, token, id or number, listings, and the
 webhook worker's queue are all scoped, so installations sharing one database cannot read,
-reconfigure, connect or delete each other's instances. Instance names stay unique across the whole
-database (a name another installation uses answers "already in use"). Without ``client_name``
-(tools, tests) nothing is filtered.
+reconfigure, connect or delete each other's instances. Instance names are unique per installation
+(revision 0006), tokens across the database. Without ``client_name`` (tools, tests) nothing is
+filtered.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,10 +31,13 @@ from evolink.store.models import (
     Webhook,
     utcnow,
 )
-from evolink.store.sealing import CredsCipher
+from evolink.store.outbox_seal import open_outbox, seal_outbox
+from evolink.store.sealing import CredsCipher, SealError
 
 if TYPE_CHECKING:
     from evolink.clock import Clock
+
+log = logging.getLogger("evolink.store")
 
 _Child = TypeVar("_Child", Setting, Webhook)  # the one-row-per-instance children
 _Q = TypeVar("_Q", bound=Select)  # type: ignore[type-arg]  # any select, scoped in place
@@ -297,9 +301,12 @@ class Store:
     # --- outbox ----------------------------------------------------------------------------------
 
     async def enqueue(self, items: Iterable[OutboxItem]) -> int:
-        rows = [OutboxEvent(lane=i.lane, client_name=self.client_name, instance_name=i.instance_name, event=i.event, url=i.url,
-                            payload=i.payload, headers=i.headers, status="pending", attempts=0,
-                            next_attempt_at=0.0) for i in items]
+        rows = []
+        for i in items:  # payload and headers sealed at rest (store/outbox_seal.py)
+            payload, headers = seal_outbox(self.cipher, i.lane, i.payload, i.headers)
+            rows.append(OutboxEvent(lane=i.lane, client_name=self.client_name, instance_name=i.instance_name,
+                                    event=i.event, url=i.url, payload=payload, headers=headers, status="pending",
+                                    attempts=0, next_attempt_at=0.0))
         if not rows:
             return 0
         async with self.db.sessions.begin() as s:
@@ -307,12 +314,28 @@ class Store:
         return len(rows)
 
     async def due_heads(self, now: float, limit: int = 200) -> Sequence[OutboxEvent]:
-        """The oldest pending event of each lane, if it is due: later ones wait (per-lane order)."""
+        """The oldest pending event of each lane, if it is due: later ones wait (per-lane order).
+
+        Rows come back opened (plaintext payload and headers, detached from the session). A row sealed
+        with another key is marked failed with the reason (kept, never delivered as garbage)."""
         q = (select(OutboxEvent).where(OutboxEvent.id.in_(self._my_outbox(_lane_heads())),
                                        OutboxEvent.next_attempt_at <= now)
              .order_by(OutboxEvent.id).limit(limit))
         async with self.db.sessions() as s:
-            return list((await s.execute(q)).scalars())
+            rows = list((await s.execute(q)).scalars())
+            s.expunge_all()
+        out, unreadable = [], []
+        for row in rows:
+            try:
+                row.payload, row.headers = open_outbox(self.cipher, row.lane, row.payload, row.headers)
+            except SealError as exc:
+                unreadable.append((row.id, str(exc)))
+                continue
+            out.append(row)
+        for event_id, reason in unreadable:
+            log.error("outbox row does not open with this key; marked failed", extra={"outbox_id": event_id})
+            await self.mark_outbox(event_id, status="failed", attempts=0, error=f"SealError: {reason}")
+        return out
 
     async def next_due_at(self, exclude_lanes: Iterable[str] = ()) -> float | None:
         """When the earliest lane head (outside `exclude_lanes`, e.g. those in flight) becomes due."""
@@ -342,11 +365,16 @@ class Store:
             result = await s.execute(q)
             return int(getattr(result, "rowcount", 0) or 0)
 
-    async def prune_outbox(self, finished_before: datetime) -> int:
-        """Forget delivered events finished before the cut-off (failed ones stay for inspection)."""
+    async def prune_outbox(self, finished_before: datetime, failed_before: datetime | None = None) -> int:
+        """Forget this installation's delivered events finished before `finished_before`, and failed ones
+        finished before `failed_before` (None: failed rows stay)."""
+        done = (OutboxEvent.status == "delivered") & (OutboxEvent.finished_at < finished_before)
+        if failed_before is not None:
+            done = done | ((OutboxEvent.status == "failed") & (OutboxEvent.finished_at < failed_before))
+        if self.client_name is not None:  # this installation's rows and unowned legacy ones
+            done = done & or_(OutboxEvent.client_name == self.client_name, OutboxEvent.client_name.is_(None))
         async with self.db.sessions.begin() as s:
-            result = await s.execute(delete(OutboxEvent).where(OutboxEvent.status == "delivered",
-                                                               OutboxEvent.finished_at < finished_before))
+            result = await s.execute(delete(OutboxEvent).where(done))
             return int(getattr(result, "rowcount", 0) or 0)
 
     async def outbox_counts(self) -> dict[str, int]:

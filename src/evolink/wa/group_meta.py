@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from evolink.wa import jids
+from evolink.wa.message_send import SendError
 from evolink.wire.binary import Node
 
 if TYPE_CHECKING:
@@ -23,12 +24,19 @@ if TYPE_CHECKING:
 log = logging.getLogger("evolink.wa.groups")
 
 
-class GroupError(Exception):
+class GroupError(SendError):
     """The server refused or did not answer a group query (``code`` = its error code, 0 if none)."""
 
     def __init__(self, message: str, code: int = 0) -> None:
         super().__init__(message)
         self.code = code
+
+
+class InvalidGroupInput(GroupError, ValueError):
+    """Refused before asking the server (empty or long subject, not a group JID): code 400."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, 400)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +45,10 @@ class GroupParticipant:
     phone_number: str | None = None  # PN JID of a LID participant
     lid: str | None = None  # LID JID of a PN participant
     admin: str | None = None  # "admin" | "superadmin" | None
+
+    @property
+    def jid(self) -> str:
+        return self.id
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +80,11 @@ class GroupMetadata:
     @property
     def size(self) -> int:
         return len(self.participants)
+
+    @property
+    def jid(self) -> str:
+        """The group JID (alias of ``id``)."""
+        return self.id
 
 
 def _int(value: str | None) -> int | None:

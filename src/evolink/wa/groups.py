@@ -24,6 +24,7 @@ from evolink.wa.group_meta import (
     GroupError,
     GroupMetadata,
     GroupParticipant,
+    InvalidGroupInput,
     group_jid,
     learn_pairs,
     parse_group,
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("evolink.wa.groups")
 
-__all__ = ["GroupError", "GroupMetadata", "GroupParticipant", "create_group", "group_jid", "group_metadata",
+__all__ = ["GroupError", "GroupMetadata", "GroupParticipant", "InvalidGroupInput", "create_group", "group_jid", "group_metadata",
            "parse_group", "parse_participating", "participating_groups", "promote", "set_description"]
 
 GROUP_SERVER_JID = "@g.us"
@@ -70,9 +71,9 @@ def normalise_group_jid(group: str) -> str:
     try:
         j = jids.parse(candidate)
     except DecodeError:
-        raise GroupError(f"not a group JID: {group[:64]!r}", 400) from None
+        raise InvalidGroupInput(f"not a group JID: {group[:64]!r}") from None
     if j.server != jids.GROUP_SERVER or not j.user or not all(c.isdigit() or c == "-" for c in j.user):
-        raise GroupError(f"not a group JID: {group[:64]!r}", 400)
+        raise InvalidGroupInput(f"not a group JID: {group[:64]!r}")
     return f"{j.user}@{j.server}"
 
 
@@ -97,7 +98,7 @@ async def create_group(engine: Engine, subject: str, participants: list[str], *,
                        within: float | None = None) -> GroupMetadata:
     """Create a group with us as superadmin; ``participants`` are user JIDs (PN or LID)."""
     if not subject.strip() or len(subject) > MAX_SUBJECT:
-        raise GroupError(f"the subject must be 1..{MAX_SUBJECT} characters", 400)
+        raise InvalidGroupInput(f"the subject must be 1..{MAX_SUBJECT} characters")
     conn = engine.live_connection()
     me = conn.creds.me_jid if conn is not None else None
     key = jids.message_id(me, engine.clock.time())

@@ -158,6 +158,11 @@ async def receive(engine: Engine, conn: Connection, node: Node) -> None:
         stored = StoredMessage(env.id, env.chat, env.sender, env.sender_alt, env.from_me, env.timestamp,
                                env.push_name, message.SerializeToString())
         new = await m.store.save_incoming(stored, changes)
+        # The store now refuses these ids for ever: their private halves are dead weight in creds
+        # (which would otherwise grow by a batch per refill). Dropped in memory; persisted with the
+        # next creds save — a crash before it only keeps a key the store already refuses.
+        for key_id in changes.consumed_pre_keys:
+            creds.pre_keys.pop(key_id, None)
     if new and _has_content(message):
         pn, lid = (env.sender_alt, env.sender) if jids.is_lid(env.sender) else (env.sender, env.sender_alt)
         engine.emit(MessageEvent(env.id, env.chat, env.sender, pn, lid, env.from_me, env.timestamp,

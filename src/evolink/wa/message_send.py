@@ -142,6 +142,12 @@ async def _encrypt_for(m: Messaging, conn: Connection, device: str, data: bytes,
     return Node("enc", {"v": "2", "type": out.kind}, out.ciphertext)
 
 
+def stanza_type(message: Message) -> str:
+    """The ``<message type>``: ``reaction`` for reactions (the server routes and counts them apart,
+    Baileys ``getMessageType``), ``text`` for everything we send so far."""
+    return "reaction" if message.HasField("reactionMessage") else "text"
+
+
 def _stanza(msg_id: str, to: str, children: list[Node], creds: Creds, *, phash_of: list[str],
             extra: dict[str, str] | None = None) -> Node:
     if creds.account and any(e.attrs.get("type") == "pkmsg" for p in children if p.tag == "participants"
@@ -170,7 +176,8 @@ async def _dm_stanza(m: Messaging, conn: Connection, chat: str, msg_id: str, mes
         tos.append(Node("to", {"jid": d}, [await _encrypt_for(m, conn, d, own_plain if mine else plain, changes)]))
     if not any(jids.non_ad(t.attrs["jid"]) == chat for t in tos):
         raise SendError(f"no session could be built with any device of {chat}")
-    node = _stanza(msg_id, chat, [Node("participants", {}, tos)], creds, phash_of=ready)
+    node = _stanza(msg_id, chat, [Node("participants", {}, tos)], creds, phash_of=ready,
+                   extra={"type": stanza_type(message)})
     return node, changes, len(tos)
 
 
@@ -221,7 +228,8 @@ async def _group_stanza(m: Messaging, conn: Connection, group: str, msg_id: str,
             tos.append(Node("to", {"jid": d}, [await _encrypt_for(m, conn, d, skdm, changes)]))
     children = [Node("participants", {}, tos)] if tos else []
     children.append(Node("enc", {"v": "2", "type": "skmsg"}, group_out.ciphertext))
-    node = _stanza(msg_id, group, children, creds, phash_of=devices, extra={"addressing_mode": mode})
+    node = _stanza(msg_id, group, children, creds, phash_of=devices,
+                   extra={"addressing_mode": mode, "type": stanza_type(message)})
     # Who has our key is only known once the server took the stanza; marked optimistically here and
     # cleared on a retry receipt for the group (as Baileys does with sender-key-memory).
     have.update(t.attrs["jid"] for t in tos)
@@ -282,7 +290,7 @@ async def _resend(engine: Engine, conn: Connection, receipt: Node) -> None:
         enc = await _encrypt_for(m, conn, requester, plaintext.encode(message), changes)
         enc.attrs["count"] = count
         await m.store.apply(changes)
-    attrs = {"id": msg_id, "type": "text"}
+    attrs = {"id": msg_id, "type": stanza_type(message)}
     if group:
         attrs.update(to=sent.chat, participant=requester)
     else:

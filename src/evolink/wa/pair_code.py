@@ -63,8 +63,9 @@ class PairingCodeRefused(PairingError):
 
 
 def normalize_phone(phone: str) -> str:
-    """Digits only, international format without '+'; refuses obviously wrong numbers (as whatsmeow)."""
-    digits = "".join(ch for ch in str(phone) if ch.isdigit())
+    """Digits only, international format without '+'; refuses obviously wrong numbers (as whatsmeow).
+    ASCII digits only: `str.isdigit` would also keep Arabic-Indic or full-width digits."""
+    digits = "".join(ch for ch in str(phone) if "0" <= ch <= "9")
     if len(digits) <= 6:
         raise InvalidPhoneNumber("phone number must have more than 6 digits (international format)")
     if digits.startswith("0"):

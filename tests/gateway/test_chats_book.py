@@ -129,3 +129,34 @@ async def test_group_chat_named_after_the_cached_group(database: Database) -> No
                                                "unreadMessages": 1}])
     [view] = await book.chats.find_chats(iid)
     assert chat_json(view, iid, datetime.now(UTC))["pushName"] == "Team"
+
+
+class FakeRuntime:
+    def __init__(self, store: Store, iid: str, pub: Published) -> None:
+        self.store, self.instance_id, self.publisher = store, iid, pub
+        self.ref = InstanceRef("a", iid, "T")
+
+
+async def test_group_events_announce_once_with_author_unless_groups_ignored(database: Database) -> None:
+    from evolink.gateway.groups import GroupEvents
+    from evolink.wa.events import GroupsUpsertEvent, OpenEvent
+    from evolink.wa.group_meta import GroupMetadata, GroupParticipant
+
+    store = Store(database, CredsCipher("k"))
+    iid = str(uuid.uuid4())
+    await store.create_instance(instance_id=iid, name="a", token="T", integration="WHATSAPP-BAILEYS", number=None,
+                                client_name="evolution", settings={"groups_ignore": True}, webhook=None)
+    pub = Published()
+    hook = GroupEvents(ChatStore(database, CredsCipher("k")))
+    rt = FakeRuntime(store, iid, pub)
+    g1 = GroupMetadata("1@g.us", "One", "lid", participants=(GroupParticipant("9@lid", "1@s.whatsapp.net"),))
+    await hook.on_event(rt, GroupsUpsertEvent((g1,), "9@lid"))  # type: ignore[arg-type]
+    assert pub.events == []  # groupsIgnore
+    await store.upsert_setting(iid, {"groups_ignore": False})
+    await hook.on_event(rt, GroupsUpsertEvent((g1,), "9@lid"))  # type: ignore[arg-type]
+    await hook.on_event(rt, GroupsUpsertEvent((g1,), "9@lid"))  # type: ignore[arg-type]  # seen: once only
+    await hook.on_event(rt, OpenEvent("1@s.whatsapp.net", None, "me", False))  # type: ignore[arg-type]
+    assert len(pub.events) == 1
+    event, data = pub.events[0]
+    assert event == "groups.upsert" and data[0]["id"] == "1@g.us" and data[0]["author"] == "9@lid"
+    assert data[0]["participants"] == [{"id": "9@lid", "phoneNumber": "1@s.whatsapp.net", "admin": None}]

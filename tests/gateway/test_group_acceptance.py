@@ -43,6 +43,15 @@ async def test_group_of_two_instances_and_a_phone(tmp_path: Path, sandbox: Sandb
         assert resp.status_code == 201, resp.text
         group = resp.json()["id"]
 
+        # the second instance learns it was added (w:gp2 notification): GROUPS_UPSERT once, with the author;
+        # the creator's own GROUPS_UPSERT is sent once too, whichever path comes first
+        def upserted(name: str) -> list[dict[str, Any]]:
+            return [g for e in receiver.events("groups.upsert") if e["instance"] == name for g in e["data"]]
+        await receiver.wait_for(lambda: bool(upserted("two")) and bool(upserted("one")), 15)
+        [added] = upserted("two")
+        assert added["id"] == group and added["subject"] == "Crew" and added["author"].endswith(("@lid", ".net"))
+        assert [g["id"] for g in upserted("one")] == [group]
+
         # one -> group: the phone reads it decrypted, two gets MESSAGES_UPSERT
         resp = await client.post("/message/sendText/one", json={"number": group, "text": "hello crew"})
         assert resp.status_code == 201, resp.text
@@ -73,5 +82,6 @@ async def test_group_of_two_instances_and_a_phone(tmp_path: Path, sandbox: Sandb
         for name in ("one", "two"):
             groups = (await client.get(f"/group/fetchAllGroups/{name}", params={"getParticipants": "true"})).json()
             assert [(g["id"], g["subject"], g["size"]) for g in groups] == [(group, "Crew", 3)]
+        assert [g["id"] for g in upserted("one")] == [group] and len(upserted("two")) == 1  # still once each
         two_chats = (await client.post("/chat/findChats/two", json={})).json()
         assert [c["remoteJid"] for c in two_chats] == [group] and two_chats[0]["unreadCount"] == 2

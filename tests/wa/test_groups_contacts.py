@@ -7,6 +7,7 @@ from wa_helpers import PHONE, EngineFactory, link_by_qr
 
 from evolink.sandbox.server import Sandbox
 from evolink.wa import contacts, groups
+from evolink.wa.events import GroupsUpsertEvent
 from evolink.wa.message_send import NotConnected
 from evolink.wire.binary import Node
 
@@ -119,6 +120,10 @@ async def test_groups_and_lookup_against_the_sandbox(sandbox: Sandbox, make_engi
     assert sandbox.group_json(created.id)["subject"] == "Team"  # the server really has it
 
     other = sandbox.create_group("Theirs", [BOB, PHONE])
+    added = await rec.wait(GroupsUpsertEvent, lambda e: e.groups[0].id == other["jid"])
+    assert added.groups[0].subject == "Theirs" and added.groups[0].size == 2 and added.author
+    mine = [e for e in rec.of(GroupsUpsertEvent) if e.groups[0].id == created.id]  # our own create too
+    assert [e.groups[0].subject for e in mine] == ["Team"]
     listed = {g.id: g for g in await groups.participating_groups(engine)}
     assert set(listed) == {created.id, other["jid"]}
     meta = await groups.group_metadata(engine, other["jid"].removesuffix("@g.us"))

@@ -48,6 +48,7 @@ from evolink.gateway import (
 )
 from evolink.gateway.chat_feed import ChatFeed
 from evolink.gateway.chats import ChatBook
+from evolink.gateway.groups import GroupEvents
 from evolink.gateway.messages import MessageHub
 from evolink.gateway.observe import LinkRefusal, allow_all
 from evolink.gateway.proxy import ProxySpec, global_proxy
@@ -175,6 +176,7 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
             messages=MessageHub(repo=MessageRepo(db, creds_key.cipher), publisher=publisher, store=store,
                                 clock=the_clock, send_min_gap=settings.EVOLINK_SEND_MIN_GAP_MS / 1000),
             cluster=cluster)
+        manager.event_hooks.append(GroupEvents(ChatStore(db, creds_key.cipher, the_clock.now)).on_event)
         app.state.gateway = GatewayContext(settings=settings, api_key=key, clock=the_clock, db=db, store=store,
                                            publisher=publisher, worker=worker, manager=manager,
                                            sandbox_admin_url=sandbox_admin_url, clock_guard=clock_guard,

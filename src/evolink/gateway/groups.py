@@ -21,7 +21,7 @@ from evolink.store.chats_repo import ChatStore
 from evolink.wa import groups as wa_groups
 from evolink.wa.contacts import on_whatsapp
 from evolink.wa.engine import Engine
-from evolink.wa.events import ConnectionState
+from evolink.wa.events import ConnectionState, EngineEvent, GroupsUpsertEvent
 from evolink.wa.groups import GroupError, GroupMetadata, GroupParticipant
 from evolink.wa.message_send import NotConnected, SendError
 
@@ -100,11 +100,12 @@ class Groups:
         self.rt = rt
         self.chats = chats
 
-    async def _remember(self, groups: list[GroupMetadata]) -> None:
-        """Cache the metadata; announce groups not seen before (GROUPS_UPSERT, one array)."""
+    async def _remember(self, groups: list[GroupMetadata], author: str | None = None) -> None:
+        """Cache the metadata; announce groups not seen before (GROUPS_UPSERT, one array; ``author``
+        = who added us, from a ``w:gp2`` notification, as Baileys adds it)."""
         new = await self.chats.save_groups(self.rt.instance_id, [(g.id, g.subject, group_json(g)) for g in groups])
         if new:
-            fresh = [group_json(g) for g in groups if g.id in set(new)]
+            fresh = [group_json(g) | ({"author": author} if author else {}) for g in groups if g.id in set(new)]
             await self.rt.publisher.publish(self.rt.ref, names.GROUPS_UPSERT, fresh)
 
     async def create(self, subject: str, participants: list[str], *, description: str | None = None,
@@ -158,3 +159,20 @@ class Groups:
             return None
         await self._remember([group])
         return group
+
+
+class GroupEvents:
+    """Runtime event hook: a ``GroupsUpsertEvent`` (we were added to a new group) is cached and
+    announced once by ``GROUPS_UPSERT``, unless the instance's ``groupsIgnore`` setting is on (as in
+    Evolution). A group we created through the API is announced by whichever comes first."""
+
+    def __init__(self, chats: ChatStore) -> None:
+        self.chats = chats
+
+    async def on_event(self, rt: InstanceRuntime, ev: EngineEvent) -> None:
+        if not isinstance(ev, GroupsUpsertEvent):
+            return
+        setting = await rt.store.get_setting(rt.instance_id)
+        if setting is not None and setting.groups_ignore:
+            return
+        await Groups(rt, self.chats)._remember([g for g in ev.groups if isinstance(g, GroupMetadata)], ev.author)

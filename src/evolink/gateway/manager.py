@@ -20,7 +20,7 @@ from evolink.gateway.runtime import InstanceRuntime, NotConnected, RuntimeOption
 from evolink.gateway.webhooks import EventPublisher, WebhookTarget
 from evolink.store import Store
 from evolink.store.models import Instance
-from evolink.wa.events import ConnectionState
+from evolink.wa.events import ConnectionState, EngineEvent
 
 log = logging.getLogger("evolink.gateway")
 
@@ -58,6 +58,7 @@ class InstanceManager:
         self.cluster = cluster
         if cluster is not None:
             cluster.bind(self._take_over, self._lease_lost)
+        self.event_hooks: list[Callable[[InstanceRuntime, EngineEvent], Awaitable[None]]] = []  # every runtime
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -71,6 +72,7 @@ class InstanceManager:
                                  on_state=lambda _rt: self.publish_states(),
                                  proxy_lookup=self._proxy_lookup(row.id), messages=self.messages,
                                  fence=self.cluster.fence(row.id) if self.cluster is not None else None)
+            rt.event_hooks = self.event_hooks  # shared list: hooks added later apply to every runtime
             self.runtimes[row.name] = rt
             self.publish_states()
         return rt

@@ -178,6 +178,8 @@ class InstanceRuntime:
         self.messages = InstanceMessages(messages, self) if messages is not None else None
         self.sender = InstanceSender(self.messages) if self.messages is not None else None
         self._after_open: asyncio.Task[None] | None = None
+        # Called after each engine event is handled, in order (e.g. gateway/groups.py: GROUPS_UPSERT).
+        self.event_hooks: list[Callable[[InstanceRuntime, EngineEvent], Awaitable[None]]] = []
         self._effects: dict[type, Callable[[Any], Awaitable[None]]] = {
             lc_.StartEngine: self._do_start_engine, lc_.StopEngine: self._do_stop_engine,
             lc_.RequestCode: self._do_request_code, lc_.RenewRegistration: self._do_renew,
@@ -634,17 +636,19 @@ class InstanceRuntime:
 
     async def _handle(self, ev: EngineEvent) -> None:
         translate = self._engine_events.get(type(ev))
-        if translate is None:
+        if translate is not None:
+            event = await translate(ev)
+            if event is not None:
+                await self._step(event)
+            if isinstance(ev, OpenEvent) and self.state == ConnectionState.OPEN and self.sender is not None:
+                # alwaysOnline, crash leftovers (announce, resend once)
+                self._after_open = asyncio.create_task(self.sender.after_open(), name=f"after-open-{self.name}")
+        else:
             handler = self._message_events.get(type(ev))
             if handler is not None:
                 await handler(ev)
-            return
-        event = await translate(ev)
-        if event is not None:
-            await self._step(event)
-        if isinstance(ev, OpenEvent) and self.state == ConnectionState.OPEN and self.sender is not None:
-            # alwaysOnline, crash leftovers (announce, resend once)
-            self._after_open = asyncio.create_task(self.sender.after_open(), name=f"after-open-{self.name}")
+        for hook in self.event_hooks:  # after the event is handled, in order (e.g. GROUPS_UPSERT)
+            await hook(self, ev)
 
     async def _ev_message(self, ev: MessageEvent | ReceiptEvent) -> None:
         if self.messages is not None:

@@ -89,7 +89,23 @@ def create(sv: Services, req: IqRequest) -> Node:
     if len(members) > MAX_MEMBERS:
         return stanzas.error(req.iq, 400, f"bad-request: more than {MAX_MEMBERS} participants")
     group = sv.routing.create_group(subject, req.phone, members, sv.host.clock.unix())
+    announce_created(sv, group)
     return stanzas.result(req.iq, [group_node(sv, group)], sender="g.us")
+
+
+def announce_created(sv: Services, group: Group) -> None:
+    """``<notification type="w:gp2" from=<group> participant=<creator>><create><group …/></create>`` to
+    every companion device of every member (queued until acknowledged), as the server tells members
+    they were added; Baileys turns it into ``groups.upsert``."""
+    creator = sv.directory.account(group.creator)
+    author = "" if creator is None else creator.jid(group.addressing_mode == "lid")
+    body = group_node(sv, group)
+    for phone, _admin in group.members:
+        for device, _key_index in sv.directory.devices(phone):
+            node = Node("notification", {"from": group.jid, "type": "w:gp2", "id": stanzas.new_id(),
+                                         "participant": author, "t": str(group.created_at)},
+                        [Node("create", {"type": "new", "key": group.id}, [body])])
+            sv.deliver(phone, device, node)
 
 
 def _admin_group(sv: Services, req: IqRequest) -> Group | Node:

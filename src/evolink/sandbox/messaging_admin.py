@@ -11,9 +11,11 @@ import logging
 from collections import deque
 from typing import Any
 
+from evolink.sandbox import groups
 from evolink.sandbox.clock import SandboxClock
 from evolink.sandbox.errors import AdminError
 from evolink.sandbox.phone_signal import PhoneSignal
+from evolink.sandbox.router import Router
 from evolink.sandbox.routing_store import RoutingStore
 from evolink.sandbox.store import PhoneRecord
 from evolink.wire.binary import Node
@@ -24,6 +26,7 @@ MAX_PHONE_INBOX = 1000  # stanzas kept per simulated phone (device 0)
 
 
 class MessagingControls:
+    router: Router
     routing: RoutingStore
     phone_signal: PhoneSignal
     clock: SandboxClock
@@ -61,6 +64,7 @@ class MessagingControls:
             phones.insert(0, owner)
         roster = [(p, "superadmin" if p == owner else "") for p in phones]
         group = self.routing.create_group(subject, owner, roster, self.clock.unix(), str(addressing_mode))
+        groups.announce_created(self.router.sv, group)
         log.info("group created", extra={"group": group.id, "members": len(roster)})
         return self.group_json(group.id)
 

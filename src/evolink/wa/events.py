@@ -190,6 +190,17 @@ class PushNameEvent:
     source: str  # "own-message" | "pair-success"
 
 
+@dataclass(frozen=True, slots=True)
+class GroupsUpsertEvent:
+    """We were added to new groups (``w:gp2`` ``<create>``), Baileys' ``groups.upsert``.
+
+    ``groups`` are ``evolink.wa.group_meta.GroupMetadata``; ``author`` is who created/added (JID or None).
+    """
+
+    groups: tuple[Any, ...]
+    author: str | None = None
+
+
 EngineEvent = (
     QrEvent
     | PairingCodeEvent
@@ -204,4 +215,5 @@ EngineEvent = (
     | UndecryptableEvent
     | CallEvent
     | PushNameEvent
+    | GroupsUpsertEvent
 )

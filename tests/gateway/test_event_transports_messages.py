@@ -1,0 +1,146 @@
+"""Issue 14 follow-up (with issue 11's message events): a linked instance (real engine + sandbox)
+sends a text through sendText and receives one from a phone; MESSAGES_UPSERT, SEND_MESSAGE,
+MESSAGES_UPDATE, CHATS_UPSERT and CONTACTS_UPSERT reach socket.io, RabbitMQ and NATS (the machine's
+real servers), per instance and global, with the bodies the webhook got, and each transport's own
+`events` filter (per instance) or env flags (global) decide which of them it carries.
+
+The webhook is set with `byEvents` and `base64` on: its URLs end in the kebab event name and, as in
+Evolution 2.3.7, `base64` changes nothing for a text (it only adds media bytes)."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+from chat_helpers import BOB, PHONE, sandbox
+from event_consumers import Inbox, NatsSubjects, RabbitQueues, SocketListener, need_brokers
+from gw_helpers import GLOBAL_KEY, Receiver, create_instance
+from test_acceptance import connect, fast_engines, gw_settings, http_gateway
+
+from evolink.gateway.names import event_suffix
+from evolink.sandbox.server import Sandbox
+
+__all__ = ["sandbox"]  # the fixture
+
+BOB_JID = f"{BOB}@s.whatsapp.net"
+MESSAGE_KEYS = ("MESSAGES_UPSERT", "SEND_MESSAGE", "MESSAGES_UPDATE")
+# Per instance, each transport lists the message events and its own choice of chat/contact events;
+# globally, the env flags choose. Every set leaves out something the webhook gets.
+LOCAL = {
+    "websocket": (*MESSAGE_KEYS, "CHATS_UPSERT", "CONTACTS_UPSERT"),
+    "rabbitmq": (*MESSAGE_KEYS, "CHATS_UPSERT"),
+    "nats": (*MESSAGE_KEYS, "CONTACTS_UPSERT", "CONTACTS_UPDATE"),
+}
+GLOBAL_RABBIT = (*MESSAGE_KEYS, "CONTACTS_UPSERT")
+GLOBAL_NATS = (*MESSAGE_KEYS, "CHATS_UPSERT", "CHATS_UPDATE")
+# what the comparisons look at (the global socket also carries the linking events)
+WATCHED = ("MESSAGES_UPSERT", "SEND_MESSAGE", "MESSAGES_UPDATE", "CHATS_UPSERT", "CHATS_UPDATE",
+           "CONTACTS_UPSERT", "CONTACTS_UPDATE")
+
+
+def dotted(key: str) -> str:
+    return key.lower().replace("_", ".")
+
+
+def webhook_bodies(receiver: Receiver, keys: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The webhook's bodies of these events, in arrival order, as the transports must carry them."""
+    names = {dotted(k) for k in keys}
+    return [{k: v for k, v in b.items() if k != "destination"} for b in receiver.events() if b["event"] in names]
+
+
+def only(bodies: list[dict[str, Any]], keys: tuple[str, ...]) -> list[dict[str, Any]]:
+    names = {dotted(k) for k in keys}
+    return [b for b in bodies if b["event"] in names]
+
+
+async def same_as_webhook(inbox: Inbox, where: str, want: list[dict[str, Any]],
+                          keys: tuple[str, ...] | None) -> None:
+    """`where` got the webhook's bodies of the watched events, in the same order, and (unless `keys`
+    is None) no event outside `keys`. Later events may follow: only the prefix the webhook saw counts."""
+    await inbox.wait_for(lambda: len(only(inbox.bodies(where), WATCHED)) >= len(want), 20)
+    if keys is not None:
+        kinds = {b["event"] for b in inbox.bodies(where)}
+        assert kinds <= {dotted(k) for k in keys}, (where, sorted(kinds))
+    assert only(inbox.bodies(where), WATCHED)[:len(want)] == want, where
+
+
+async def test_message_events_on_every_transport_equal_the_webhook_bodies(tmp_path: Path, sandbox: Sandbox,
+                                                                          receiver: Receiver) -> None:
+    await need_brokers()
+    u = uuid.uuid4().hex[:10]
+    name, exchange, prefix = f"em{u}", f"emx{u}", f"emp{u}"
+    settings = gw_settings(tmp_path, sandbox, WEBSOCKET_ENABLED=True, WEBSOCKET_GLOBAL_EVENTS=True,
+                           RABBITMQ_ENABLED=True, RABBITMQ_URI="amqp://guest:guest@127.0.0.1:5672/",
+                           RABBITMQ_EXCHANGE_NAME=exchange, RABBITMQ_GLOBAL_ENABLED=True, RABBITMQ_PREFIX_KEY=prefix,
+                           rabbitmq_events=dict.fromkeys(GLOBAL_RABBIT, True), NATS_ENABLED=True,
+                           NATS_URI="nats://127.0.0.1:4222", NATS_GLOBAL_ENABLED=True, NATS_PREFIX_KEY=prefix,
+                           nats_events=dict.fromkeys(GLOBAL_NATS, True))
+    rabbit, nats_sub, sock = RabbitQueues(), NatsSubjects(), SocketListener()
+    # Evolution's queues ({instance}.{event}, {prefix}.{event}) plus one catch-all queue per exchange
+    # ("#"): the catch-all sees every message of the exchange in publish order, and any leak.
+    await rabbit.start([(name, f"{name}.{dotted(k)}", dotted(k)) for k in LOCAL["rabbitmq"]]
+                       + [(exchange, f"{prefix}.{dotted(k)}", dotted(k)) for k in GLOBAL_RABBIT]
+                       + [(name, f"{name}-all", "#"), (exchange, f"{prefix}-all", "#")])
+    await nats_sub.start([f"{name}.>", f"{prefix}.>"])
+    try:
+        async with http_gateway(settings, engine_factory=fast_engines(sandbox)) as base_url:
+            await sock.start(base_url, ["/", f"/{name}"], GLOBAL_KEY)
+            async with httpx.AsyncClient(base_url=base_url, headers={"apikey": GLOBAL_KEY}, timeout=30) as client:
+                await create_instance(client, name, None,
+                                      webhook={"url": receiver.url, "enabled": True, "events": [],
+                                               "byEvents": True, "base64": True},
+                                      **{t: {"events": list(keys)} for t, keys in LOCAL.items()})
+                code = (await connect(client, name, PHONE))["pairingCode"]
+                await sandbox.link_code(PHONE, code)
+                await receiver.wait_for(lambda: any(b["data"].get("state") == "open"
+                                                    for b in receiver.events("connection.update")), 20)
+
+                sent = await client.post(f"/message/sendText/{name}", json={"number": BOB, "text": "hello bob"})
+                assert sent.status_code == 201, sent.text
+                mid = sent.json()["key"]["id"]
+                answer = sandbox.phone_send(BOB, f"{PHONE}@s.whatsapp.net", "hello back")
+
+                def updates(status: str) -> bool:
+                    return any(b["data"]["keyId"] == mid and b["data"]["status"] == status
+                               for b in receiver.events("messages.update"))
+
+                await receiver.wait_for(lambda: updates("DELIVERY_ACK"), 20)
+                sandbox.phone_read(BOB, [mid])
+                await receiver.wait_for(lambda: updates("READ") and any(
+                    b["data"]["key"]["id"] == answer["id"] for b in receiver.events("messages.upsert")), 20)
+                await receiver.wait_for(lambda: bool(receiver.events("chats.upsert"))
+                                        and bool(receiver.events("contacts.upsert")), 20)
+
+                everything = webhook_bodies(receiver, WATCHED)
+                kinds = {b["event"] for b in everything}
+                assert {dotted(k) for k in (*MESSAGE_KEYS, "CHATS_UPSERT", "CONTACTS_UPSERT")} <= kinds, kinds
+                [send] = [b for b in everything if b["event"] == "send.message"]
+                assert send["data"] == sent.json()  # SEND_MESSAGE carries the HTTP answer
+                [upsert] = [b for b in everything if b["event"] == "messages.upsert"]
+                assert upsert["data"]["message"] == {"conversation": "hello back"}  # no `base64` for a text
+                assert upsert["data"]["key"]["remoteJid"] == BOB_JID
+
+                # webhookByEvents: every message event at its kebab suffix
+                for r in receiver.received:
+                    if r.body["event"] in kinds:
+                        assert r.path == "/" + event_suffix(r.body["event"]), (r.path, r.body["event"])
+                        assert r.body["destination"] == receiver.url
+
+                # per instance, each with its own filter
+                await same_as_webhook(sock.inbox, f"/{name}", only(everything, LOCAL["websocket"]), LOCAL["websocket"])
+                await same_as_webhook(nats_sub.inbox, f"{name}.>", only(everything, LOCAL["nats"]), LOCAL["nats"])
+                await same_as_webhook(rabbit.inbox, f"{name}-all", only(everything, LOCAL["rabbitmq"]),
+                                      LOCAL["rabbitmq"])
+                for key in LOCAL["rabbitmq"]:
+                    queue = f"{name}.{dotted(key)}"
+                    assert rabbit.inbox.bodies(queue)[:len(only(everything, (key,)))] == only(everything, (key,))
+                # global: the socket gets every event; RabbitMQ and NATS the ones their env flags name
+                await same_as_webhook(sock.inbox, "/", everything, None)
+                await same_as_webhook(rabbit.inbox, f"{prefix}-all", only(everything, GLOBAL_RABBIT), GLOBAL_RABBIT)
+                await same_as_webhook(nats_sub.inbox, f"{prefix}.>", only(everything, GLOBAL_NATS), GLOBAL_NATS)
+    finally:
+        await sock.stop()
+        await nats_sub.stop()
+        await rabbit.stop([name, exchange])

@@ -35,6 +35,7 @@ LOCAL = {
 }
 GLOBAL_RABBIT = (*MESSAGE_KEYS, "CONTACTS_UPSERT")
 GLOBAL_NATS = (*MESSAGE_KEYS, "CHATS_UPSERT", "CHATS_UPDATE")
+GLOBAL_WEBHOOK = (*MESSAGE_KEYS, "CONTACTS_UPSERT", "CHATS_UPSERT")
 # what the comparisons look at (the global socket also carries the linking events)
 WATCHED = ("MESSAGES_UPSERT", "SEND_MESSAGE", "MESSAGES_UPDATE", "CHATS_UPSERT", "CHATS_UPDATE",
            "CONTACTS_UPSERT", "CONTACTS_UPDATE")
@@ -69,9 +70,13 @@ async def same_as_webhook(inbox: Inbox, where: str, want: list[dict[str, Any]],
 async def test_message_events_on_every_transport_equal_the_webhook_bodies(tmp_path: Path, sandbox: Sandbox,
                                                                           receiver: Receiver) -> None:
     await need_brokers()
+    global_hook = Receiver()
+    await global_hook.start()
     u = uuid.uuid4().hex[:10]
     name, exchange, prefix = f"em{u}", f"emx{u}", f"emp{u}"
-    settings = gw_settings(tmp_path, sandbox, WEBSOCKET_ENABLED=True, WEBSOCKET_GLOBAL_EVENTS=True,
+    settings = gw_settings(tmp_path, sandbox, WEBHOOK_GLOBAL_ENABLED=True, WEBHOOK_GLOBAL_URL=global_hook.url,
+                           WEBHOOK_GLOBAL_WEBHOOK_BY_EVENTS=True, webhook_events=dict.fromkeys(GLOBAL_WEBHOOK, True),
+                           WEBSOCKET_ENABLED=True, WEBSOCKET_GLOBAL_EVENTS=True,
                            RABBITMQ_ENABLED=True, RABBITMQ_URI="amqp://guest:guest@127.0.0.1:5672/",
                            RABBITMQ_EXCHANGE_NAME=exchange, RABBITMQ_GLOBAL_ENABLED=True, RABBITMQ_PREFIX_KEY=prefix,
                            rabbitmq_events=dict.fromkeys(GLOBAL_RABBIT, True), NATS_ENABLED=True,
@@ -127,6 +132,12 @@ async def test_message_events_on_every_transport_equal_the_webhook_bodies(tmp_pa
                     if r.body["event"] in kinds:
                         assert r.path == "/" + event_suffix(r.body["event"]), (r.path, r.body["event"])
                         assert r.body["destination"] == receiver.url
+                # the global webhook (by events too): the same bodies, `destination` = the instance's URL
+                want_global = only(everything, GLOBAL_WEBHOOK)
+                await global_hook.wait_for(lambda: len(webhook_bodies(global_hook, WATCHED)) >= len(want_global), 20)
+                assert webhook_bodies(global_hook, WATCHED)[:len(want_global)] == want_global
+                for r in global_hook.received:
+                    assert r.path == "/" + event_suffix(r.body["event"]) and r.body["destination"] == receiver.url
 
                 # per instance, each with its own filter
                 await same_as_webhook(sock.inbox, f"/{name}", only(everything, LOCAL["websocket"]), LOCAL["websocket"])
@@ -141,6 +152,7 @@ async def test_message_events_on_every_transport_equal_the_webhook_bodies(tmp_pa
                 await same_as_webhook(rabbit.inbox, f"{prefix}-all", only(everything, GLOBAL_RABBIT), GLOBAL_RABBIT)
                 await same_as_webhook(nats_sub.inbox, f"{prefix}.>", only(everything, GLOBAL_NATS), GLOBAL_NATS)
     finally:
+        await global_hook.stop()
         await sock.stop()
         await nats_sub.stop()
         await rabbit.stop([name, exchange])

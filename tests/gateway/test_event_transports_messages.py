@@ -9,12 +9,13 @@ Evolution 2.3.7, `base64` changes nothing for a text (it only adds media bytes).
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
-from chat_helpers import BOB, PHONE, sandbox
+from chat_helpers import BOB, CAROL, PHONE, sandbox
 from event_consumers import Inbox, NatsSubjects, RabbitQueues, SocketListener, need_brokers
 from gw_helpers import GLOBAL_KEY, Receiver, create_instance
 from test_acceptance import connect, fast_engines, gw_settings, http_gateway
@@ -25,6 +26,7 @@ from evolink.sandbox.server import Sandbox
 __all__ = ["sandbox"]  # the fixture
 
 BOB_JID = f"{BOB}@s.whatsapp.net"
+CAROL_JID = f"{CAROL}@s.whatsapp.net"
 MESSAGE_KEYS = ("MESSAGES_UPSERT", "SEND_MESSAGE", "MESSAGES_UPDATE")
 # Per instance, each transport lists the message events and its own choice of chat/contact events;
 # globally, the env flags choose. Every set leaves out something the webhook gets.
@@ -49,6 +51,11 @@ def webhook_bodies(receiver: Receiver, keys: tuple[str, ...]) -> list[dict[str, 
     """The webhook's bodies of these events, in arrival order, as the transports must carry them."""
     names = {dotted(k) for k in keys}
     return [{k: v for k, v in b.items() if k != "destination"} for b in receiver.events() if b["event"] in names]
+
+
+def about(jid: str, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The bodies of events about one chat (its JID appears in `data`)."""
+    return [b for b in bodies if jid in json.dumps(b["data"])]
 
 
 def only(bodies: list[dict[str, Any]], keys: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -151,6 +158,40 @@ async def test_message_events_on_every_transport_equal_the_webhook_bodies(tmp_pa
                 await same_as_webhook(sock.inbox, "/", everything, None)
                 await same_as_webhook(rabbit.inbox, f"{prefix}-all", only(everything, GLOBAL_RABBIT), GLOBAL_RABBIT)
                 await same_as_webhook(nats_sub.inbox, f"{prefix}.>", only(everything, GLOBAL_NATS), GLOBAL_NATS)
+
+                # The filters change while the instance runs (`/<transport>/set`, re-read per event as
+                # Evolution does): a second chat, with Carol, goes only where the new filters say.
+                second = {"rabbitmq": ("SEND_MESSAGE", "MESSAGES_UPSERT"), "websocket": ("MESSAGES_UPDATE",)}
+                for transport, keys in second.items():
+                    resp = await client.post(f"/{transport}/set/{name}",
+                                             json={transport: {"enabled": True, "events": list(keys)}})
+                    assert resp.status_code == 201, resp.text
+                resp = await client.post(f"/nats/set/{name}", json={"nats": {"enabled": False, "events": []}})
+                assert resp.status_code == 201, resp.text
+                sent2 = await client.post(f"/message/sendText/{name}", json={"number": CAROL, "text": "hi carol"})
+                assert sent2.status_code == 201, sent2.text
+                mid2 = sent2.json()["key"]["id"]
+                answer2 = sandbox.phone_send(CAROL, f"{PHONE}@s.whatsapp.net", "hi there")
+                await receiver.wait_for(lambda: any(b["data"]["keyId"] == mid2 and b["data"]["status"] == "DELIVERY_ACK"
+                                                    for b in receiver.events("messages.update"))
+                                        and any(b["data"]["key"]["id"] == answer2["id"]
+                                                for b in receiver.events("messages.upsert")), 20)
+                sandbox.phone_read(CAROL, [mid2])  # READ: the websocket lane's last event (a fence)
+                await receiver.wait_for(lambda: any(b["data"]["keyId"] == mid2 and b["data"]["status"] == "READ"
+                                                    for b in receiver.events("messages.update")), 20)
+                carol = about(CAROL_JID, webhook_bodies(receiver, WATCHED))
+                for inbox, where, keys in ((sock.inbox, f"/{name}", second["websocket"]),
+                                           (rabbit.inbox, f"{name}-all", second["rabbitmq"])):
+                    want2 = only(carol, keys)
+                    assert want2, keys
+                    await inbox.wait_for(lambda i=inbox, w=where, n=len(want2): len(about(CAROL_JID, i.bodies(w))) >= n)
+                    assert about(CAROL_JID, inbox.bodies(where)) == want2, where
+                # NATS is off for the instance now: its global subjects get Carol's events, its own none
+                want_nats = only(carol, GLOBAL_NATS)
+                await nats_sub.inbox.wait_for(
+                    lambda: len(about(CAROL_JID, nats_sub.inbox.bodies(f"{prefix}.>"))) >= len(want_nats))
+                assert about(CAROL_JID, nats_sub.inbox.bodies(f"{prefix}.>"))[:len(want_nats)] == want_nats
+                assert about(CAROL_JID, nats_sub.inbox.bodies(f"{name}.>")) == []
     finally:
         await global_hook.stop()
         await sock.stop()

@@ -107,6 +107,16 @@ def _join(url: str, suffix: str) -> str:
     return url.rstrip("/") + "/" + suffix
 
 
+def _global_destination(global_url: str, suffix: str, webhook: WebhookTarget | None) -> str:
+    """The `destination` field of a global webhook body, as Evolution 2.3.7 fills it (one body for
+    both webhooks): the instance's own webhook URL when it has one (enabled or not), else the global
+    URL with the `/<kebab-event>` suffix, whether or not `WEBHOOK_GLOBAL_WEBHOOK_BY_EVENTS` is on.
+    Only the body says so: the POST goes to the global URL (suffixed only with by-events)."""
+    if webhook is not None and webhook.url:
+        return webhook.url
+    return _join(global_url, suffix)
+
+
 class EventPublisher:
     """Builds envelopes and enqueues them; never blocks on delivery."""
 
@@ -171,7 +181,9 @@ class EventPublisher:
             assert g.url is not None
             url = _join(g.url, suffix) if g.by_events else g.url
             items.append(OutboxItem(lane=_lane(inst.name, g.url), instance_name=inst.name, event=event, url=url,
-                                    payload=self.envelope(inst, event, data, url, stamp), headers=None))
+                                    payload=self.envelope(inst, event, data, _global_destination(g.url, suffix,
+                                                                                                 webhook), stamp),
+                                    headers=None))
         if self.transports is not None:
             body = self.envelope(inst, event, data, "", stamp)
             del body["destination"]

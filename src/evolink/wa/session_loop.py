@@ -20,6 +20,7 @@ changes, the current socket, events, creds, stanza dispatch).
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
@@ -43,6 +44,30 @@ from evolink.wire.errors import CertificateError, WireError
 log = logging.getLogger("evolink.wa.engine.session")
 
 MAX_IMMEDIATE_RESTARTS = 3  # consecutive 515s without reaching open before backoff applies
+
+
+class Step(enum.Enum):
+    """What follows a close."""
+
+    STOP = "stop"  # stay closed
+    NOW = "now"  # reconnect at once (a 515 within the immediate streak)
+    BACKOFF = "backoff"  # reconnect after the policy's next jittered delay
+
+
+def next_step(d: Disconnect, immediate_streak: int, exhausted: bool) -> Step:
+    """Pure decision after a close that ``stream_errors`` already classified (tested row by row).
+
+    ``immediate_streak``: 515 restarts taken at once since the last stable link; ``exhausted``: the
+    backoff policy used up ``reconnect_max_attempts``. A 515 beyond the streak falls back to the
+    backoff, so an exhausted policy stops it too.
+    """
+    if not d.will_reconnect:
+        return Step.STOP
+    if d.immediate and immediate_streak < MAX_IMMEDIATE_RESTARTS:
+        return Step.NOW
+    if exhausted:
+        return Step.STOP
+    return Step.BACKOFF
 
 
 @dataclass(frozen=True)
@@ -153,15 +178,14 @@ class SessionLoop:
             hooks.set_state(ConnectionState.CLOSE)
 
     def _next_step(self, d: Disconnect) -> tuple[bool, float]:
-        """(reconnect?, after how many seconds) for a close ``stream_errors`` already classified."""
-        if not d.will_reconnect:
-            return False, 0.0
-        if d.immediate and self._immediate_streak < MAX_IMMEDIATE_RESTARTS:
+        """(reconnect?, after how many seconds) for this close, counting the streak and the failures."""
+        step = next_step(d, self._immediate_streak, self._policy.exhausted)
+        if step is Step.NOW:
             self._immediate_streak += 1
             return True, 0.0
-        if self._policy.exhausted:
-            return False, 0.0
-        return True, self._policy.next_delay()
+        if step is Step.BACKOFF:
+            return True, self._policy.next_delay()
+        return False, 0.0
 
     async def _connect_once(self) -> Disconnect:
         try:

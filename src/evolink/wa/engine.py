@@ -301,9 +301,7 @@ class Engine:
 
         The server refuses groups this account is not in; NotConnected if down.
         """
-        conn = self.live_connection()
-        if conn is None:
-            raise NotConnected(f"Connection Closed: the engine is {self._state}, not open")
+        conn = self._live_or_raise()
         try:
             members, _mode = await group_participants(conn, group, self.messaging)
         except ConnectionLost as exc:
@@ -315,26 +313,16 @@ class Engine:
 
         ``caller`` is the offer's caller (``CallEvent.caller``): the reject is addressed to it.
         """
-        conn = self.live_connection()
-        if conn is None or not conn.creds.me_jid:
-            raise NotConnected(f"Connection Closed: the engine is {self._state}, not open")
-        try:
-            await conn.send(call.reject_node(conn.creds.me_jid, call_id, caller, conn.next_id()))
-        except ConnectionLost as exc:
-            raise NotConnected(f"Connection Closed: {exc}") from None
+        conn = self._live_or_raise(need_jid=True)
+        await self._send_live(conn, call.reject_node(conn.creds.me_jid or "", call_id, caller, conn.next_id()))
 
     async def send_chat_state(self, to: str, state: ChatState) -> None:
         """Typing indicator for a chat (``composing`` / ``recording`` / ``paused``); NotConnected if down.
 
         Fire and forget: the server does not ack a chatstate, so a lost socket is the only error seen.
         """
-        conn = self.live_connection()
-        if conn is None:
-            raise NotConnected(f"Connection Closed: the engine is {self._state}, not open")
-        try:
-            await conn.send(chatstate_node(to, state))
-        except ConnectionLost as exc:
-            raise NotConnected(f"Connection Closed: {exc}") from None
+        conn = self._live_or_raise()
+        await self._send_live(conn, chatstate_node(to, state))
 
     async def send_read_receipt(self, chat: str, ids: list[str], *, participant: str | None = None,
                                 played: bool = False) -> None:
@@ -343,14 +331,9 @@ class Engine:
         In a group, ``participant`` is the sender of the messages (the server needs it to route the
         receipt). Whether the sender sees blue ticks also depends on the accounts' privacy settings.
         """
-        conn = self.live_connection()
-        if conn is None:
-            raise NotConnected(f"Connection Closed: the engine is {self._state}, not open")
-        try:
-            await conn.send(receipts_out.read_receipt(chat, ids, participant=participant, played=played,
-                                                      now=int(self.clock.time())))
-        except ConnectionLost as exc:
-            raise NotConnected(f"Connection Closed: {exc}") from None
+        conn = self._live_or_raise()
+        await self._send_live(conn, receipts_out.read_receipt(chat, ids, participant=participant, played=played,
+                                                               now=int(self.clock.time())))
 
     def live_connection(self) -> Connection | None:
         """The logged-in socket, or None (while linking, connecting, or closed)."""
@@ -358,6 +341,20 @@ class Engine:
         if conn is None or not conn.opened or conn.closed or self._state != ConnectionState.OPEN:
             return None
         return conn
+
+    def _live_or_raise(self, *, need_jid: bool = False) -> Connection:
+        conn = self.live_connection()
+        if conn is None or (need_jid and not conn.creds.me_jid):
+            raise NotConnected(f"Connection Closed: the engine is {self._state}, not open")
+        return conn
+
+    @staticmethod
+    async def _send_live(conn: Connection, node: Node) -> None:
+        """Send on the logged-in socket; a socket lost meanwhile is ``NotConnected``, as before the send."""
+        try:
+            await conn.send(node)
+        except ConnectionLost as exc:
+            raise NotConnected(f"Connection Closed: {exc}") from None
 
     # ------------------------------------------------------------------ hooks used by the flows
 

@@ -43,13 +43,8 @@ from evolink.wa.events import (
 from evolink.wa.memory_store import MemoryMessageStore
 from evolink.wa.message_send import NotConnected, SendResult, group_participants, send_message
 from evolink.wa.messaging import Messaging
-from evolink.wa.pair_code import (
-    AlreadyPaired,
-    PairingError,
-    PairingUnavailable,
-    normalize_phone,
-    request_code,
-)
+from evolink.wa.pair_code import AlreadyPaired, PairingUnavailable, request_code
+from evolink.wa.pair_code_desk import PairingCodeDesk
 from evolink.wa.plaintext import QuotedMessage
 from evolink.wa.presence import (
     NO_NAME_MESSAGE,
@@ -107,7 +102,9 @@ class Engine:
         ), ssl_context=ssl_context)
         self._conn: Connection | None = None
         self._conn_changed = asyncio.Event()
-        self._pair_lock = asyncio.Lock()
+        self._codes = PairingCodeDesk(registration_connection=self._registration_connection,
+                                      request=lambda conn, digits: request_code(self, conn, digits),
+                                      elapsed=lambda: self.elapsed(), emit=self.emit)
         self._state: ConnectionState = ConnectionState.CLOSE
         self._creds: Creds | None = None
         self._wiped = False
@@ -257,24 +254,7 @@ class Engine:
         when that socket closes during the request, ``PairingCodeRefused`` when the server refuses.
         The code is handed out only after the server confirmed it, so it works on the first try.
         """
-        digits = normalize_phone(phone)
-        async with self._pair_lock:
-            conn = await self._registration_connection()
-            pending = conn.pairing
-            if pending is not None and self.elapsed() < pending.deadline:
-                if pending.phone != digits:
-                    raise PairingError("a pairing code for another number is active on this connection")
-                return pending.event()
-            try:
-                pending = await request_code(self, conn, digits)
-            except ConnectionLost:
-                raise PairingUnavailable("the registration connection closed during the request") from None
-            if conn.closed:
-                raise PairingUnavailable("the registration connection closed during the request")
-            conn.pairing = pending
-            event = pending.event()
-            self.emit(event)
-            return event
+        return await self._codes.code_for(phone)
 
     async def send_text(self, to: str, text: str, *, message_id: str | None = None,
                         quoted: QuotedMessage | None = None, within: float | None = None) -> SendResult:

@@ -339,9 +339,11 @@ class Engine:
     # ------------------------------------------------------------------ hooks used by the flows
 
     def emit(self, event: EngineEvent) -> None:
+        """Publish an event to every iterator and callback (never blocks; see bus.py)."""
         self._bus.emit(event)
 
     async def save_creds(self, creds: Creds) -> None:
+        """Persist changed creds through the store, then ``CredsUpdatedEvent``."""
         self._creds = creds
         await self.store.save(creds)
         self._wiped = False
@@ -359,9 +361,11 @@ class Engine:
         self.emit(PushNameEvent(clean, source))
 
     def mark_new_login(self) -> None:
+        """Pairing succeeded: the next ``OpenEvent`` (after the server's 515 restart) is a new login."""
         self._new_login = True
 
     def notify_connection_change(self) -> None:
+        """Wake ``request_pairing_code`` callers waiting for a registration socket to become ready."""
         self._notify()
 
     def report_server_time(self, t: str | None, source: str) -> None:
@@ -380,6 +384,7 @@ class Engine:
         self.emit(ServerTimeEvent(server, offset, source))
 
     def on_open(self, conn: Connection) -> None:
+        """The server accepted the login (``success``): the engine is OPEN on ``conn``."""
         if conn.closed:
             return
         conn.opened = True
@@ -422,6 +427,7 @@ class Engine:
         return self._creds
 
     async def _registration_connection(self) -> Connection:
+        """The registration socket once the server sent ``pair-device`` (a code request is valid only after)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.pairing_wait_timeout
         while True:

@@ -1,10 +1,13 @@
 """The engine: one linked (or linking) device, one socket at a time, reconnecting by policy.
 
-``Engine.start()`` runs a single background task that connects, handshakes, links or logs in, and
-keeps the link alive; when the connection ends it decides (``stream_errors``) whether and when to
-reconnect. There is never more than one live socket per engine: the next connection is opened only
-after the previous one has been shut down. ``close()`` cancels everything; ``logout()`` removes the
-companion device upstream, wipes the creds and closes.
+``Engine`` is the public face of a device: its state, creds, event bus and the calls the gateway
+makes (link, send, presence, receipts, logout). The connection lifecycle itself (connect, handshake,
+read, keepalive, reconnect with backoff) runs in ``session_loop.SessionLoop``, which the engine owns
+and feeds through ``SessionHooks``; incoming stanzas go through ``dispatch``'s handler table to the
+flow modules (``login``, ``pair_qr``, ``pair_code``, ``message_recv``…), which call back into the
+engine's hooks (``emit``, ``save_creds``, ``on_open``…). There is never more than one live socket
+per engine. ``close()`` cancels everything; ``logout()`` removes the companion device upstream,
+wipes the creds and closes.
 """
 
 from __future__ import annotations
@@ -22,13 +25,12 @@ from evolink.wa.bus import Callback, EventBus
 from evolink.wa.chatstate import ChatState, chatstate_node
 from evolink.wa.config import EngineConfig
 from evolink.wa.connection import Connection, ConnectionLost, IqError, QueryTimeout
-from evolink.wa.creds import Creds, CredsError, CredsStore
+from evolink.wa.creds import Creds, CredsStore
 from evolink.wa.dispatch import dispatch
 from evolink.wa.e2e import Cipher
 from evolink.wa.events import (
     CloseEvent,
     CloseReason,
-    ConnectingEvent,
     ConnectionState,
     CredsUpdatedEvent,
     EngineEvent,
@@ -38,19 +40,11 @@ from evolink.wa.events import (
     PushNameEvent,
     ServerTimeEvent,
 )
-from evolink.wa.handshake import HandshakeTimeout, perform_handshake
-from evolink.wa.keepalive import Action, KeepaliveSchedule
 from evolink.wa.memory_store import MemoryMessageStore
 from evolink.wa.message_send import NotConnected, SendResult, group_participants, send_message
 from evolink.wa.messaging import Messaging
-from evolink.wa.pair_code import (
-    AlreadyPaired,
-    PairingError,
-    PairingUnavailable,
-    normalize_phone,
-    request_code,
-)
-from evolink.wa.payload import PayloadError, login_payload, registration_payload
+from evolink.wa.pair_code import AlreadyPaired, PairingUnavailable, request_code
+from evolink.wa.pair_code_desk import PairingCodeDesk
 from evolink.wa.plaintext import QuotedMessage
 from evolink.wa.presence import (
     NO_NAME_MESSAGE,
@@ -60,21 +54,35 @@ from evolink.wa.presence import (
     unified_session_node,
     usable_push_name,
 )
-from evolink.wa.reconnect import ReconnectPolicy
+from evolink.wa.session_loop import MAX_IMMEDIATE_RESTARTS, SessionHooks, SessionLoop
 from evolink.wa.signal_adapter import default_cipher
-from evolink.wa.socket import ConnectFailed, FrameSocket, NoiseSocket, SocketClosed
 from evolink.wa.store_port import MessageStore
-from evolink.wa.stream_errors import Disconnect, remote_closed
+from evolink.wa.stream_errors import Disconnect
 from evolink.wire.binary import SERVER_JID, Node
-from evolink.wire.errors import CertificateError, WireError
 from evolink.wire.proto.e2e_pb2 import Message
 
 log = logging.getLogger("evolink.wa.engine")
 
-MAX_IMMEDIATE_RESTARTS = 3  # consecutive 515s without reaching open before backoff applies
+__all__ = ["MAX_IMMEDIATE_RESTARTS", "Engine"]
 
 
 class Engine:
+    """One WhatsApp companion device (a "linked device" of the account on the phone).
+
+    Protocol caveats the caller cannot see in the code:
+
+    - WhatsApp allows one socket per companion device: a second login with the same creds, from this
+      or any other process, makes the server end one of them with ``440 replaced``, which does not
+      reconnect. Run one engine per creds.
+    - A new engine links through a registration connection (QR refs or a pairing code); the server then
+      sends ``515 restart required`` and the engine logs in again by itself: ``OpenEvent.is_new_login``
+      marks that first open.
+    - Creds are the device's identity: the engine saves them through its ``CredsStore`` on every
+      change (``CredsUpdatedEvent``); a ``401`` (logged out on the phone, device removed) wipes them.
+    - Events are delivered in order on ``events()`` / ``subscribe()``; an ``events()`` consumer that
+      falls ``config.event_queue_size`` behind loses the oldest ones (bus.py): the engine never waits.
+    """
+
     def __init__(self, config: EngineConfig, store: CredsStore, clock: Clock | None = None, *,
                  ssl_context: ssl.SSLContext | None = None, elapsed: Callable[[], float] = default_elapsed,
                  message_store: MessageStore | None = None, cipher: Cipher | None = None) -> None:
@@ -87,20 +95,20 @@ class Engine:
         self.elapsed = elapsed
         self.ssl_context = ssl_context
         self._bus = EventBus(config.event_queue_size)
-        self._policy = ReconnectPolicy(config.reconnect_base, config.reconnect_cap, config.reconnect_max_attempts,
-                                       config.reconnect_stable_after)
-        self._run_task: asyncio.Task[None] | None = None
+        self._session = SessionLoop(config, self.clock, SessionHooks(
+            set_state=self._set_state, set_connection=self._set_connection,
+            connection_changed=self.notify_connection_change, emit=self.emit,
+            load_creds=self._load_creds, wipe_creds=self._wipe_creds, dispatch=self._dispatch,
+        ), ssl_context=ssl_context)
         self._conn: Connection | None = None
         self._conn_changed = asyncio.Event()
-        self._pair_lock = asyncio.Lock()
+        self._codes = PairingCodeDesk(registration_connection=self._registration_connection,
+                                      request=lambda conn, digits: request_code(self, conn, digits),
+                                      elapsed=lambda: self.elapsed(), emit=self.emit)
         self._state: ConnectionState = ConnectionState.CLOSE
         self._creds: Creds | None = None
         self._wiped = False
         self._new_login = False
-        self._immediate_streak = 0
-        self.connections = 0  # sockets opened so far (tests and metrics)
-        self.last_disconnect: Disconnect | None = None
-        self.last_reconnect_delay: float | None = None  # seconds waited before the latest reconnect
         self.server_time_offset: float | None = None
         # server time − the injected clock's time, from the same `t` (for unified_session ids)
         self.server_clock_offset: float = 0.0
@@ -115,36 +123,60 @@ class Engine:
     @property
     def reconnect_failures(self) -> int:
         """Consecutive failed or unstable connections the backoff is counting (0 after a stable link)."""
-        return self._policy.failures
+        return self._session.failures
+
+    @property
+    def connections(self) -> int:
+        """Sockets opened so far (tests and metrics)."""
+        return self._session.connections
+
+    @property
+    def last_disconnect(self) -> Disconnect | None:
+        """How the latest connection ended (None before the first close)."""
+        return self._session.last_disconnect
+
+    @property
+    def last_reconnect_delay(self) -> float | None:
+        """Seconds waited before the latest reconnect (None when the latest close did not reconnect)."""
+        return self._session.last_reconnect_delay
+
+    @property
+    def _run_task(self) -> asyncio.Task[None] | None:
+        return self._session.task
 
     @property
     def creds(self) -> Creds | None:
+        """The device's creds once loaded (None before ``start()`` and after a logout)."""
         return self._creds
 
     @property
     def running(self) -> bool:
-        return self._run_task is not None and not self._run_task.done()
+        """The connection loop is alive (connecting, open, or waiting to reconnect)."""
+        return self._session.running
 
     def events(self) -> AsyncIterator[EngineEvent]:
+        """Every event from now on, in order; the iterator ends at ``close()``."""
         return self._bus.stream()
 
     def subscribe(self, callback: Callback) -> Callable[[], None]:
+        """Call ``callback`` (plain or async) for every event; returns the unsubscribe function."""
         return self._bus.subscribe(callback)
 
     async def start(self) -> None:
-        """Connect in the background (idempotent while running)."""
-        if self.running:
-            return
-        self._policy.reset()
-        self._immediate_streak = 0
-        self._run_task = asyncio.create_task(self._run(), name="wa-engine")
+        """Connect in the background (idempotent while running).
+
+        Returns at once: watch ``ConnectingEvent`` / ``QrEvent`` / ``OpenEvent`` / ``CloseEvent``. Each
+        start begins with a fresh backoff.
+        """
+        self._session.start()
 
     async def close(self) -> None:
-        """Stop: cancel the connection and every task, close the socket, end event iterators."""
-        task, self._run_task = self._run_task, None
-        if task is not None and not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        """Stop: cancel the connection and every task, close the socket, end event iterators.
+
+        The device stays linked (creds kept): the server holds messages for it as offline messages,
+        delivered after the next ``start()``.
+        """
+        if await self._session.stop():
             self._state = ConnectionState.CLOSE
             self.emit(CloseEvent(CloseReason.CLOSED_BY_USER, None, False, "closed by user"))
         self._state = ConnectionState.CLOSE
@@ -152,7 +184,12 @@ class Engine:
         self._bus.end_streams()
 
     async def logout(self) -> None:
-        """Remove this companion device upstream, wipe the creds, close."""
+        """Remove this companion device upstream, wipe the creds, close.
+
+        Online, the server answers ``remove-companion-device`` by ending the stream with ``401``
+        (waited for up to 5 s); offline, the phone keeps listing the device until it is removed there:
+        only the local creds are wiped.
+        """
         conn = self._conn
         creds = self._creds
         if conn is not None and conn.opened and not conn.closed and creds is not None and creds.me_jid:
@@ -163,13 +200,9 @@ class Engine:
                 await conn.query(node, within=min(self.config.query_timeout, 10.0))
             except (IqError, QueryTimeout, ConnectionLost) as exc:
                 log.info("remove-companion-device: %s", exc)
-            # The server follows up with stream:error 401; let the run loop process it.
-            task = self._run_task
-            if task is not None:
-                try:
-                    await asyncio.wait_for(asyncio.shield(task), 5.0)
-                except TimeoutError:
-                    log.warning("server did not close the stream after logout; closing ourselves")
+            # The server follows up with stream:error 401; let the session loop process it.
+            if not await self._session.wait_ended(5.0):
+                log.warning("server did not close the stream after logout; closing ourselves")
         else:
             log.info("logout while not connected: creds wiped locally only")
         await self._wipe_creds("logged out by user")
@@ -179,7 +212,10 @@ class Engine:
         """Send our own presence (``available`` / ``unavailable``) on the logged-in socket.
 
         ``InvalidPresence`` for anything else, ``PresenceNotConnected`` when no logged-in socket is up,
-        ``PresenceNoName`` while the account's push name is unknown (whatsmeow's rule; see presence.py).
+        ``PresenceNoName`` while the account's push name is unknown (whatsmeow's rule; see presence.py):
+        the server takes the push name from the presence, and contacts would see "-" without it.
+        While the companion is ``available`` the phone stops showing the account's notifications;
+        ``available`` is preceded by a ``unified_session`` stanza, as WhatsApp Web does.
         """
         creds = self._creds
         push_name = usable_push_name(creds.push_name if creds is not None else None) or \
@@ -199,32 +235,26 @@ class Engine:
         log.info("presence sent", extra={"presence": presence, "conn": conn.number})
 
     async def send_unified_session(self, conn: Connection) -> None:
-        """``<ib><unified_session id=…/></ib>``, best effort (telemetry: a lost socket is not an error)."""
+        """``<ib><unified_session id=…/></ib>``, best effort (telemetry: a lost socket is not an error).
+
+        The id derives from the server's time (``server_clock_offset``), not the host's.
+        """
         try:
             await conn.send(unified_session_node(self.clock.time(), self.server_clock_offset))
         except ConnectionLost as exc:
             log.debug("unified_session not sent: %s", exc)
 
     async def request_pairing_code(self, phone: str) -> PairingCodeEvent:
-        """A server-confirmed pairing code for ``phone``; the same code on repeat calls on this socket."""
-        digits = normalize_phone(phone)
-        async with self._pair_lock:
-            conn = await self._registration_connection()
-            pending = conn.pairing
-            if pending is not None and self.elapsed() < pending.deadline:
-                if pending.phone != digits:
-                    raise PairingError("a pairing code for another number is active on this connection")
-                return pending.event()
-            try:
-                pending = await request_code(self, conn, digits)
-            except ConnectionLost:
-                raise PairingUnavailable("the registration connection closed during the request") from None
-            if conn.closed:
-                raise PairingUnavailable("the registration connection closed during the request")
-            conn.pairing = pending
-            event = pending.event()
-            self.emit(event)
-            return event
+        """A server-confirmed pairing code for ``phone``; the same code on repeat calls on this socket.
+
+        The server accepts one code per registration connection: a repeat call returns the pending
+        code until it expires, and a code for another number is refused (``PairingError``) until then.
+        The call waits (up to ``pairing_wait_timeout``) for a registration socket that has received
+        ``pair-device``; ``AlreadyPaired`` once linked, ``PairingUnavailable`` when not running or
+        when that socket closes during the request, ``PairingCodeRefused`` when the server refuses.
+        The code is handed out only after the server confirmed it, so it works on the first try.
+        """
+        return await self._codes.code_for(phone)
 
     async def send_text(self, to: str, text: str, *, message_id: str | None = None,
                         quoted: QuotedMessage | None = None, within: float | None = None) -> SendResult:
@@ -232,7 +262,8 @@ class Engine:
 
         ``message_id`` fixes the id (a resend after a crash must reuse it); the call returns once the
         server acked the stanza (bounded by ``within``, default ``query_timeout``). ``SendError``
-        (``NotConnected``) otherwise.
+        (``NotConnected``) otherwise. The server's ack means it accepted the message, not that a
+        recipient device got it: delivery and read come later as receipts (``ReceiptEvent``).
         """
         message = plaintext.text_message(
             text, quoted_id=quoted.id if quoted else None,
@@ -246,10 +277,11 @@ class Engine:
         return await send_message(self, to, message, message_id=message_id, within=within)
 
     async def group_members(self, group: str) -> list[str]:
-        """Member user JIDs of a group we are in (``w:g2`` metadata; for mentions of everyone)."""
-        conn = self.live_connection()
-        if conn is None:
-            raise NotConnected(f"Connection Closed: the engine is {self._state}, not open")
+        """Member user JIDs of a group we are in (``w:g2`` metadata; for mentions of everyone).
+
+        The server refuses groups this account is not in; NotConnected if down.
+        """
+        conn = self._live_or_raise()
         try:
             members, _mode = await group_participants(conn, group, self.messaging)
         except ConnectionLost as exc:
@@ -257,50 +289,61 @@ class Engine:
         return members
 
     async def reject_call(self, call_id: str, caller: str) -> None:
-        """Reject an incoming call offer (Baileys ``rejectCall``); NotConnected if down."""
-        conn = self.live_connection()
-        if conn is None or not conn.creds.me_jid:
-            raise NotConnected(f"Connection Closed: the engine is {self._state}, not open")
-        try:
-            await conn.send(call.reject_node(conn.creds.me_jid, call_id, caller, conn.next_id()))
-        except ConnectionLost as exc:
-            raise NotConnected(f"Connection Closed: {exc}") from None
+        """Reject an incoming call offer (Baileys ``rejectCall``); NotConnected if down.
+
+        ``caller`` is the offer's caller (``CallEvent.caller``): the reject is addressed to it.
+        """
+        conn = self._live_or_raise(need_jid=True)
+        await self._send_live(conn, call.reject_node(conn.creds.me_jid or "", call_id, caller, conn.next_id()))
 
     async def send_chat_state(self, to: str, state: ChatState) -> None:
-        """Typing indicator for a chat (``composing`` / ``recording`` / ``paused``); NotConnected if down."""
-        conn = self.live_connection()
-        if conn is None:
-            raise NotConnected(f"Connection Closed: the engine is {self._state}, not open")
-        try:
-            await conn.send(chatstate_node(to, state))
-        except ConnectionLost as exc:
-            raise NotConnected(f"Connection Closed: {exc}") from None
+        """Typing indicator for a chat (``composing`` / ``recording`` / ``paused``); NotConnected if down.
+
+        Fire and forget: the server does not ack a chatstate, so a lost socket is the only error seen.
+        """
+        conn = self._live_or_raise()
+        await self._send_live(conn, chatstate_node(to, state))
 
     async def send_read_receipt(self, chat: str, ids: list[str], *, participant: str | None = None,
                                 played: bool = False) -> None:
-        """Mark received messages read (``type="read"``, or ``played`` for voice notes)."""
-        conn = self.live_connection()
-        if conn is None:
-            raise NotConnected(f"Connection Closed: the engine is {self._state}, not open")
-        try:
-            await conn.send(receipts_out.read_receipt(chat, ids, participant=participant, played=played,
-                                                      now=int(self.clock.time())))
-        except ConnectionLost as exc:
-            raise NotConnected(f"Connection Closed: {exc}") from None
+        """Mark received messages read (``type="read"``, or ``played`` for voice notes).
+
+        In a group, ``participant`` is the sender of the messages (the server needs it to route the
+        receipt). Whether the sender sees blue ticks also depends on the accounts' privacy settings.
+        """
+        conn = self._live_or_raise()
+        await self._send_live(conn, receipts_out.read_receipt(chat, ids, participant=participant, played=played,
+                                                               now=int(self.clock.time())))
 
     def live_connection(self) -> Connection | None:
-        """The logged-in socket, or None."""
+        """The logged-in socket, or None (while linking, connecting, or closed)."""
         conn = self._conn
         if conn is None or not conn.opened or conn.closed or self._state != ConnectionState.OPEN:
             return None
         return conn
 
+    def _live_or_raise(self, *, need_jid: bool = False) -> Connection:
+        conn = self.live_connection()
+        if conn is None or (need_jid and not conn.creds.me_jid):
+            raise NotConnected(f"Connection Closed: the engine is {self._state}, not open")
+        return conn
+
+    @staticmethod
+    async def _send_live(conn: Connection, node: Node) -> None:
+        """Send on the logged-in socket; a socket lost meanwhile is ``NotConnected``, as before the send."""
+        try:
+            await conn.send(node)
+        except ConnectionLost as exc:
+            raise NotConnected(f"Connection Closed: {exc}") from None
+
     # ------------------------------------------------------------------ hooks used by the flows
 
     def emit(self, event: EngineEvent) -> None:
+        """Publish an event to every iterator and callback (never blocks; see bus.py)."""
         self._bus.emit(event)
 
     async def save_creds(self, creds: Creds) -> None:
+        """Persist changed creds through the store, then ``CredsUpdatedEvent``."""
         self._creds = creds
         await self.store.save(creds)
         self._wiped = False
@@ -318,9 +361,11 @@ class Engine:
         self.emit(PushNameEvent(clean, source))
 
     def mark_new_login(self) -> None:
+        """Pairing succeeded: the next ``OpenEvent`` (after the server's 515 restart) is a new login."""
         self._new_login = True
 
     def notify_connection_change(self) -> None:
+        """Wake ``request_pairing_code`` callers waiting for a registration socket to become ready."""
         self._notify()
 
     def report_server_time(self, t: str | None, source: str) -> None:
@@ -339,22 +384,29 @@ class Engine:
         self.emit(ServerTimeEvent(server, offset, source))
 
     def on_open(self, conn: Connection) -> None:
+        """The server accepted the login (``success``): the engine is OPEN on ``conn``."""
         if conn.closed:
             return
         conn.opened = True
         self._state = ConnectionState.OPEN
-        self._policy.opened(asyncio.get_running_loop().time())  # reset only if it stays up (reconnect.py)
+        self._session.opened()  # the backoff resets only if the link stays up (reconnect.py)
         creds = conn.creds
         is_new, self._new_login = self._new_login, False
         log.info("open", extra={"jid": creds.me_jid, "conn": conn.number})
         self.emit(OpenEvent(creds.me_jid or "", creds.me_lid, creds.push_name or self.config.push_name, is_new))
         self._notify()
 
-    # ------------------------------------------------------------------ internals
+    # ------------------------------------------------------------------ internals (and SessionHooks)
 
     def _notify(self) -> None:
         event, self._conn_changed = self._conn_changed, asyncio.Event()
         event.set()
+
+    def _set_state(self, state: ConnectionState) -> None:
+        self._state = state
+
+    def _set_connection(self, conn: Connection | None) -> None:
+        self._conn = conn
 
     async def _wipe_creds(self, message: str) -> None:
         if self._wiped:
@@ -366,7 +418,16 @@ class Engine:
         finally:  # logged out upstream either way; the gateway must hear it
             self.emit(LoggedOutEvent(message))
 
+    async def _load_creds(self) -> Creds:
+        if self._creds is None:
+            self._creds = await self.store.load()
+        if self._creds is None:
+            await self.save_creds(await Creds.new_async())
+        assert self._creds is not None
+        return self._creds
+
     async def _registration_connection(self) -> Connection:
+        """The registration socket once the server sent ``pair-device`` (a code request is valid only after)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.pairing_wait_timeout
         while True:
@@ -385,144 +446,6 @@ class Engine:
                 await asyncio.wait_for(waiter.wait(), remaining)
             except TimeoutError:
                 raise PairingUnavailable("no registration connection became ready in time") from None
-
-    async def _run(self) -> None:
-        attempt = 0
-        try:
-            while True:
-                attempt += 1
-                self._state = ConnectionState.CONNECTING
-                self.emit(ConnectingEvent(attempt))
-                d = await self._connect_once()
-                self._state = ConnectionState.CLOSE
-                if self._policy.closed(asyncio.get_running_loop().time()):
-                    self._immediate_streak = 0
-                self.last_disconnect = d
-                if d.wipe_creds:
-                    try:
-                        await self._wipe_creds(d.message)
-                    except Exception:
-                        log.exception("could not wipe the creds of a logged-out device")
-                will, delay = d.will_reconnect, 0.0
-                if will:
-                    if d.immediate and self._immediate_streak < MAX_IMMEDIATE_RESTARTS:
-                        self._immediate_streak += 1
-                    elif self._policy.exhausted:
-                        will = False
-                    else:
-                        delay = self._policy.next_delay()
-                log.info("closed: %s (%s) %s", d.reason.value, d.code, d.message,
-                         extra={"will_reconnect": will, "delay": round(delay, 3)})
-                self.last_reconnect_delay = delay if will else None
-                self.emit(CloseEvent(d.reason, d.code, will, d.message))
-                if not will:
-                    return
-                if delay > 0:
-                    await asyncio.sleep(delay)
-        finally:
-            self._state = ConnectionState.CLOSE
-
-    async def _load_creds(self) -> Creds:
-        if self._creds is None:
-            self._creds = await self.store.load()
-        if self._creds is None:
-            await self.save_creds(await Creds.new_async())
-        assert self._creds is not None
-        return self._creds
-
-    async def _connect_once(self) -> Disconnect:
-        try:
-            creds = await self._load_creds()
-        except CredsError as exc:
-            return Disconnect(CloseReason.BAD_SESSION, None, f"stored creds unreadable: {exc}", will_reconnect=False)
-        except Exception as exc:  # the store's backend (database, disk) failed: transient, retry by policy
-            log.exception("creds store failed")
-            return Disconnect(CloseReason.BAD_SESSION, None, f"creds store failed: {exc}", will_reconnect=True)
-        registration = not creds.registered
-        try:
-            payload = registration_payload(creds, self.config) if registration else login_payload(creds, self.config)
-        except PayloadError as exc:
-            return Disconnect(CloseReason.BAD_SESSION, None, str(exc), will_reconnect=False)
-        try:
-            frames = await FrameSocket.open(self.config, ssl_context=self.ssl_context,
-                                            routing_info=creds.routing_info)
-        except ConnectFailed as exc:
-            return Disconnect(CloseReason.CONNECT_FAILED, None, str(exc), will_reconnect=True)
-        self.connections += 1
-        conn: Connection | None = None
-        try:
-            transport, _ = await perform_handshake(
-                frames, creds.noise_key, payload, root_public_key=self.config.root_public_key,
-                clock=self.clock, tolerance=self.config.cert_time_tolerance, reply_within=self.config.connect_timeout,
-            )
-            conn = Connection(NoiseSocket(frames, transport), creds, registration=registration,
-                              query_timeout=self.config.query_timeout, number=self.connections)
-            conn.last_rx = asyncio.get_running_loop().time()
-            self._conn = conn
-            self._notify()
-            conn.spawn(self._read_loop(conn), "reader")
-            conn.spawn(self._keepalive_loop(conn), "keepalive")
-            return await asyncio.shield(conn.done)
-        except CertificateError as exc:
-            log.warning("server certificate refused: %s", exc)
-            return Disconnect(CloseReason.CERTIFICATE, None, str(exc), will_reconnect=True)
-        except HandshakeTimeout as exc:
-            return Disconnect(CloseReason.TIMED_OUT, 408, str(exc), will_reconnect=True)
-        except SocketClosed as exc:
-            return Disconnect(CloseReason.CONNECTION_CLOSED, 428, f"closed during handshake: {exc}",
-                              will_reconnect=True)
-        except WireError as exc:
-            return Disconnect(CloseReason.PROTOCOL, None, f"handshake failed: {exc}", will_reconnect=True)
-        except Exception as exc:  # a bug must not kill the engine silently: typed close, retry by policy
-            log.exception("connection failed unexpectedly")
-            return Disconnect(CloseReason.PROTOCOL, None, f"unexpected {type(exc).__name__}: {exc}",
-                              will_reconnect=True)
-        finally:
-            self._conn = None
-            if conn is not None:
-                conn.finish(Disconnect(CloseReason.CLOSED_BY_USER, None, "closed", will_reconnect=False))
-                await conn.shutdown()
-            else:
-                await frames.close()
-            self._notify()
-
-    async def _read_loop(self, conn: Connection) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            while not conn.closed:
-                node = await conn.sock.recv_node()
-                conn.last_rx = loop.time()
-                self._dispatch(conn, node)
-        except SocketClosed as exc:
-            if conn.registration and conn.qr_exhausted and not conn.pair_success_seen:
-                conn.finish(Disconnect(CloseReason.QR_REFS_ENDED, 408, "QR refs attempts ended", will_reconnect=False))
-            else:
-                d = remote_closed()
-                conn.finish(Disconnect(d.reason, d.code, f"{d.message}: {exc}", d.will_reconnect))
-        except WireError as exc:
-            conn.finish(Disconnect(CloseReason.PROTOCOL, None, f"bad frame from the server: {exc}",
-                                   will_reconnect=True))
-
-    async def _keepalive_loop(self, conn: Connection) -> None:
-        cfg = self.config
-        loop = asyncio.get_running_loop()
-        sched = KeepaliveSchedule(cfg.keepalive_min, cfg.keepalive_max, cfg.keepalive_dead_after,
-                                  last_received=conn.last_rx)
-        while not conn.closed:
-            sched.received(conn.last_rx)
-            delay = sched.wake_at() - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-                sched.received(conn.last_rx)
-            action = sched.due(loop.time())
-            if action is Action.DEAD:
-                conn.finish(Disconnect(CloseReason.TIMED_OUT, 408,
-                                       f"no frame from the server for {cfg.keepalive_dead_after:g}s",
-                                       will_reconnect=True))
-                return
-            if action is Action.PING:
-                await conn.send(Node("iq", {"id": conn.next_id(), "to": SERVER_JID, "type": "get", "xmlns": "w:p"},
-                                     [Node("ping")]))
 
     def _dispatch(self, conn: Connection, node: Node) -> None:
         dispatch(self, conn, node)

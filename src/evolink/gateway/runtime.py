@@ -326,6 +326,8 @@ class InstanceRuntime:
         self._closed = True
         async with self._lock:
             await self.settle()  # an `open` that just arrived is persisted before we go
+            if self.messages is not None:
+                await self.messages.flush()  # announced marks written: no re-announce after a clean stop
             await self._stop_engine(logout=False)
         if self._consumer is not None:
             self._consumer.cancel()

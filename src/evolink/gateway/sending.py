@@ -206,10 +206,6 @@ class InstanceSender:
         key = {"remoteJid": jid, "fromMe": True, "id": msg_id}
         record = rec.build(instance_id=self.rt.instance_id, key=key, push_name=rec.YOU, status=rec.Status.PENDING,
                            message=msg, timestamp=int(hub.clock.time()), context_override=context)
-        if context is None:
-            record.pop("contextInfo", None)
-            if "extendedTextMessage" in rec.pb_to_json(msg):
-                record["contextInfo"] = rec.content(rec.pb_to_json(msg))[2]
         row = self.m.repo.build_row(self.rt.instance_id, record, send_state="pending")
         row.send_attempts = 1
         self._inflight.add(msg_id)

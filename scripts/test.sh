@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fresh machine -> the whole test suite: installs Python deps, the pinned Baileys peer, apt tools,
-# starts PostgreSQL/Redis if they are down, then runs ruff, mypy and pytest. Extra args go to pytest.
+# starts PostgreSQL/Redis/RabbitMQ/NATS if they are down, then runs ruff, mypy and pytest. Extra args go to pytest.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -37,6 +37,17 @@ fi
 if command -v redis-cli >/dev/null 2>&1 && ! redis-cli -h 127.0.0.1 ping >/dev/null 2>&1; then
   redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
     --dir /var/lib/redis --logfile /var/log/redis/ci.log || true
+fi
+
+# RabbitMQ and NATS (JetStream): the event transports' acceptance tests (tests/gateway/test_event_transports*.py)
+if command -v rabbitmq-server >/dev/null 2>&1 && ! (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; then
+  rabbitmq-server -detached || true
+  for _ in $(seq 1 60); do (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null && break; sleep 1; done
+fi
+if command -v nats-server >/dev/null 2>&1 && ! (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null; then
+  start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- \
+    -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log || true
+  for _ in $(seq 1 20); do (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null && break; sleep 0.5; done
 fi
 
 echo "== ruff"

@@ -90,6 +90,7 @@ class Delivery:
     received_at: float  # true time (this process) when the POST arrived
     body: dict[str, Any]
     headers: dict[str, str]
+    started_at: float = 0.0  # when its request line arrived (before any `read_after` hold)
 
 
 @dataclass
@@ -98,6 +99,12 @@ class WebhookReceiver:
 
     deliveries: list[Delivery] = field(default_factory=list)
     port: int = 0
+    # Slow receiver (keeps requests in flight): seconds to wait before reading each body, and before
+    # answering 200 once it is recorded; `holding` is set while a request waits in either place.
+    read_after: Callable[[], float] | None = None
+    respond_after: Callable[[], float] | None = None
+    holding: asyncio.Event = field(default_factory=asyncio.Event)
+    holds: int = 0
     _server: asyncio.Server | None = None
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -119,21 +126,37 @@ class WebhookReceiver:
             while line := await reader.readline():
                 if not line.strip():
                     continue
+                started = time.time()
                 headers: dict[str, str] = {}
                 while (h := await reader.readline()) not in (b"\r\n", b"\n", b""):
                     name, _, value = h.decode().partition(":")
                     headers[name.strip().lower()] = value.strip()
+                if self.read_after is not None:
+                    await self._hold(self.read_after())
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
                 arrived = time.time()
                 if body:
-                    self.deliveries.append(Delivery(arrived, json.loads(body), headers))
+                    self.deliveries.append(Delivery(arrived, json.loads(body), headers, started))
                 self._changed.set()
+                if self.respond_after is not None:
+                    await self._hold(self.respond_after())
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
             return
         finally:
             writer.close()
+
+    async def _hold(self, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        self.holds += 1
+        self.holding.set()
+        self._changed.set()
+        try:
+            await asyncio.sleep(seconds)  # a slow receiver, not synchronisation
+        finally:
+            self.holding.clear()
 
     def events(self, event: str) -> list[Delivery]:
         return [d for d in self.deliveries if d.body.get("event") == event]

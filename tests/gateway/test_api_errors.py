@@ -78,7 +78,12 @@ async def test_unknown_routes_and_verbs(gw: tuple[httpx.AsyncClient, FastAPI]) -
     client, _ = gw
     await create_instance(client, "v")
     assert _envelope(await client.get("/nope/here"), 404, "Not Found") == ["Cannot GET /nope/here"]
-    assert _envelope(await client.post("/instance/connect/v"), 404, "Not Found") == ["Cannot POST /instance/connect/v"]
+    wrong_verb = await client.post("/instance/connect/v")  # Express says 404; HTTP and the OpenAPI say 405
+    assert _envelope(wrong_verb, 405, "Method Not Allowed") == ["Cannot POST /instance/connect/v"]
+    assert wrong_verb.headers["allow"] == "GET"
+    restart = await client.request("TRACE", "/instance/restart/v")
+    assert _envelope(restart, 405, "Method Not Allowed") == ["Cannot TRACE /instance/restart/v"]
+    assert restart.headers["allow"] == "POST, PUT"  # every route of the path, not only the first
     assert _envelope(await client.get("/instance/qrcode/v"), 404, "Not Found") == ["Cannot GET /instance/qrcode/v"]
 
 

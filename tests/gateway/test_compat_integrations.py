@@ -33,7 +33,7 @@ READS: list[tuple[str, Any]] = [
     ("/openai/creds/shop", []),
 ]
 WRITES: list[tuple[str, str]] = [
-    *(("POST", f"/{t}/set/shop") for t in TRANSPORTS),
+    ("POST", "/sqs/set/shop"),  # websocket/rabbitmq/nats are real (tests/gateway/test_event_transports*.py)
     ("POST", "/chatwoot/set/shop"),
     *(("POST", f"/{b}/create/shop") for b in BOTS),
     *(("POST", f"/{b}/settings/shop") for b in BOTS),

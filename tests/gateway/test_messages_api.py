@@ -18,12 +18,25 @@ from gw_helpers import GLOBAL_KEY, Receiver, create_instance, make_settings, run
 from msg_gw_fakes import MsgEngine, MsgHub
 
 from evolink.gateway.runtime import InstanceRuntime
-from evolink.wa.events import ReceiptType
+from evolink.wa.events import CloseEvent, CloseReason, ConnectionState, ReceiptType
 
 PHONE = "15550001111"
 BOB = "15550002222"
 BOB_JID = f"{BOB}@s.whatsapp.net"
 GROUP = "120363000000000001@g.us"
+
+
+async def drop_link(app: FastAPI, hub: MsgHub, name: str) -> None:
+    """The link drops for good (the engine says so, as a real one does) and the instance is closed."""
+    engine = hub.latest(name)
+    engine.state = "close"
+    engine.emit(CloseEvent(CloseReason.CONNECTION_CLOSED, 428, False, "connection closed"))
+
+    async def closed() -> None:
+        while runtime(app, name).state != ConnectionState.CLOSE:  # noqa: ASYNC110 - no event for it
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(closed(), 5)
 
 
 @contextlib.asynccontextmanager
@@ -147,8 +160,7 @@ async def test_send_refusals_store_nothing(tmp_path: Path, receiver: Receiver) -
         assert (await runtime(app, "a").messages.repo.get(  # type: ignore[union-attr]
             found["records"][0]["instanceId"], found["records"][0]["key"]["id"])).status == "ERROR"  # type: ignore[union-attr]
         hub.fail_with = None
-        hub.latest("a").state = "close"
-        runtime(app, "a").state = "close"
+        await drop_link(app, hub, "a")
         resp = await client.post("/message/sendText/a", json={"number": BOB, "text": "hi"})
         assert error(resp, 400) == ["Error: Connection Closed"]
         assert (await find(client))["messages"]["total"] == 1
@@ -314,8 +326,7 @@ async def test_mark_message_as_read(tmp_path: Path, receiver: Receiver) -> None:
             ['instance requires property "readMessages"']]
         assert error(await client.post("/chat/markMessageAsRead/a", json={"readMessages": [{"id": "x"}]}), 400) == [
             ['readMessages[0] requires property "fromMe"', 'readMessages[0] requires property "remoteJid"']]
-        hub.latest("a").state = "close"
-        runtime(app, "a").state = "close"
+        await drop_link(app, hub, "a")
         assert error(await client.post("/chat/markMessageAsRead/a", json={"readMessages": keys[:1]}), 400) == [
             "Error: Connection Closed"]
 
@@ -343,8 +354,7 @@ async def test_find_messages_filters_and_pages(tmp_path: Path, receiver: Receive
             ["page must be greater than or equal to 1"]]
         assert error(await client.post("/chat/findMessages/a", json={"where": {"key": {"fromMe": "no"}}}), 400)
         # DB-only: works while the instance is closed
-        hub.latest("a").state = "close"
-        runtime(app, "a").state = "close"
+        await drop_link(app, hub, "a")
         assert (await find(client))["messages"]["total"] == 6
         other = await client.post("/chat/findMessages/a", json={}, headers={"apikey": GLOBAL_KEY})
         assert other.status_code == 200

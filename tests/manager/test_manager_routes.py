@@ -172,4 +172,5 @@ async def test_server_disable_manager(tmp_path: Path) -> None:
             for path in ("/manager/", "/manager/static/app.js"):
                 assert (await client.get(path)).status_code == 404
             assert (await client.post("/manager/api/session")).status_code == 404
-            assert app.state.gateway.publisher.listeners == []
+            # no live-stream listener of the manager; only the chats feed (gateway/chat_feed.py) listens
+            assert app.state.gateway.publisher.listeners == [app.state.chat_feed.listener]

@@ -89,6 +89,10 @@ async def test_hostile_message_stanzas_get_error_acks_and_nothing_is_delivered(s
     await _online(sb, c)
     bob_dev, carol_dev = f"{BOB}:{b.device}@s.whatsapp.net", f"{CAROL}:{c.device}@s.whatsapp.net"
     group = sb.create_group("g", [BOB, CAROL])  # Alice is not a member
+    added = await cb.recv()  # members' devices are told (w:gp2 create), as the real server does
+    assert added.tag == "notification" and added.attrs["type"] == "w:gp2" and added.attrs["from"] == group["jid"]
+    created = added.child("create")
+    assert created is not None and created.child("group").attrs["subject"] == "g"  # type: ignore[union-attr]
     cases: list[tuple[Node, str]] = [
         (Node("message", {"to": f"{BOB}@s.whatsapp.net"}), "400"),  # no id
         (Node("message", {"id": "x1"}), "400"),  # no to

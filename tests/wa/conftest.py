@@ -27,7 +27,9 @@ async def make_engine() -> AsyncIterator[EngineFactory]:
 
     def factory(sb: Sandbox, store: CredsStore | None = None, clock: Clock | None = None,
                 **overrides: Any) -> tuple[Engine, Recorder]:
-        engine = Engine(engine_config(sb, **overrides), store or MemoryCredsStore(), clock)
+        message_store = overrides.pop("message_store", None)
+        engine = Engine(engine_config(sb, **overrides), store or MemoryCredsStore(), clock,
+                        message_store=message_store)
         engines.append(engine)
         return engine, Recorder(engine)
 

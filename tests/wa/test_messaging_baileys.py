@@ -16,7 +16,7 @@ from wa_helpers import PHONE, EngineFactory, Recorder, link_by_qr
 
 from evolink.sandbox.server import Sandbox
 from evolink.wa.engine import Engine
-from evolink.wa.events import MessageEvent, ReceiptEvent, ReceiptType, UndecryptableEvent
+from evolink.wa.events import MessageEvent, OpenEvent, ReceiptEvent, ReceiptType, UndecryptableEvent
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "sandbox"))
 from sandbox_baileys import BaileysDriver, available
@@ -211,13 +211,18 @@ async def test_lost_sessions_heal_through_retry_receipts_both_ways(sandbox: Sand
     healed = await rec.wait(MessageEvent, lambda e: e.id == lost, within=20)
     assert text_of(healed) == "after engine loss"
 
-    # Baileys loses its sessions with the engine's devices (the multi-file auth state on disk).
+    # Baileys loses its sessions with the engine's devices (the multi-file auth state on disk),
+    # deleted while it is stopped so no write in flight brings them back.
+    await drv.command("end")
+    assert await drv.wait() == 0
     engine_users = {PHONE, sandbox.get_phone(PHONE)["lid"].split("@")[0]}
     gone = [f for f in (tmp_path / "alice").glob("session-*.json")
             if f.name.removeprefix("session-").split("_")[0].split(".")[0] in engine_users]
     assert gone
     for f in gone:
         f.unlink()
+    drv = await drivers(url=sandbox.ws_url, root_key=sandbox.root_public_key, auth=tmp_path / "alice", mode="login")
+    await drv.expect("open", within=30)
     sent = await engine.send_text(alice, "after baileys loss")
     got = (await baileys_texts(drv, 1, "after baileys loss", within=30))[0]
     assert got["id"] == sent.id
@@ -233,8 +238,8 @@ async def test_lost_sessions_heal_through_retry_receipts_both_ways(sandbox: Sand
 
 async def test_reactions_contact_lookup_and_group_create_with_baileys(sandbox: Sandbox, make_engine: EngineFactory,
                                                                       drivers: Start, tmp_path: Path) -> None:
+    from evolink.wa.contacts import on_whatsapp
     from evolink.wa.groups import create_group
-    from evolink.wa.onwhatsapp import on_whatsapp
     from evolink.wa.reactions import send_reaction
 
     engine, rec, drv = await both(sandbox, make_engine, drivers, tmp_path)
@@ -256,15 +261,15 @@ async def test_reactions_contact_lookup_and_group_create_with_baileys(sandbox: S
 
     # A group the engine creates: Baileys sees it and both write to it.
     info = await create_group(engine, "evolink made this", [alice, f"{CAROL}@s.whatsapp.net"])
-    await drv.command("group", jid=info.jid, tag="meta")
+    await drv.command("group", jid=info.id, tag="meta")
     meta = (await drv.expect("group", tag="meta"))["metadata"]
     assert meta["subject"] == "evolink made this" and len(meta["participants"]) == 3
-    sent = await engine.send_text(info.jid, "welcome")
+    sent = await engine.send_text(info.id, "welcome")
     welcome = (await baileys_texts(drv, 1, "welcome"))[0]
-    assert welcome["id"] == sent.id and welcome["remoteJid"] == info.jid
-    await drv.command("send", to=info.jid, text="thanks", tag="th")
+    assert welcome["id"] == sent.id and welcome["remoteJid"] == info.id
+    await drv.command("send", to=info.id, text="thanks", tag="th")
     back = await rec.wait(MessageEvent, lambda e: text_of(e) == "thanks", within=20)
-    assert back.chat == info.jid
+    assert back.chat == info.id
     assert not rec.of(UndecryptableEvent) and not drv.seen("undecryptable")
 
 
@@ -295,3 +300,87 @@ async def test_lid_addressing_both_ways(sandbox: Sandbox, make_engine: EngineFac
     sessions = set(engine.messaging.store.sessions)  # type: ignore[attr-defined]
     assert not any(a.startswith(f"{ALICE}.") for a in sessions)
     assert any(a.startswith(f"{alice_lid.split('@')[0]}_1.") for a in sessions)
+
+
+async def test_messages_sent_while_the_engine_is_offline_arrive_in_order_at_login(
+        sandbox: Sandbox, make_engine: EngineFactory, drivers: Start, tmp_path: Path) -> None:
+    from evolink.wa.creds import MemoryCredsStore
+    from evolink.wa.memory_store import MemoryMessageStore
+
+    for phone in (ALICE, CAROL):
+        sandbox.create_phone(phone)
+    creds, store = MemoryCredsStore(), MemoryMessageStore()
+    engine, rec = make_engine(sandbox, creds, query_timeout=20.0, message_store=store)
+    await link_by_qr(sandbox, engine, rec)
+    drv = await drivers(url=sandbox.ws_url, root_key=sandbox.root_public_key, auth=tmp_path / "alice")
+    await sandbox.scan(ALICE, (await drv.expect("qr"))["qr"])
+    await drv.expect("open", within=30)
+    await drv.command("send", to=f"{PHONE}@s.whatsapp.net", text="online", tag="on")
+    await rec.wait(MessageEvent, lambda e: text_of(e) == "online", within=20)
+    await engine.close()
+    ids = []
+    for i in range(5):
+        await drv.command("send", to=f"{PHONE}@s.whatsapp.net", text=f"away-{i}", tag=f"a{i}")
+        ids.append((await drv.expect("sent", tag=f"a{i}"))["id"])
+    assert [d["queued"] for d in sandbox.get_phone(PHONE)["devices"]] == [5]
+    again, rec2 = make_engine(sandbox, creds, query_timeout=20.0, message_store=store)
+    await again.start()
+    got = [await rec2.wait(MessageEvent, lambda e: text_of(e).startswith("away-"), within=20) for _ in range(5)]
+    assert [e.id for e in got] == ids and all(e.offline for e in got)
+    await until(lambda: [d["queued"] for d in sandbox.get_phone(PHONE)["devices"]] == [0])
+    # Baileys sees them delivered.
+    while not set(ids) <= {e["id"] for e in drv.seen("status") if e["status"] >= 3}:
+        await drv.expect("status", within=20)
+
+
+async def test_sql_store_engine_with_baileys_across_a_restart(sandbox: Sandbox, make_engine: EngineFactory,
+                                                              drivers: Start, tmp_path: Path) -> None:
+    """The gateway's stores (SqlCredsStore + SqlMessageStore on SQLite, sealed) under real traffic:
+    texts and a group both ways, then a restart from the database alone, then more of both."""
+    from evolink.gateway.creds import SqlCredsStore
+    from evolink.gateway.message_store import SqlMessageStore
+    from evolink.store import CredsCipher, Store
+    from evolink.store.db import open_database
+
+    db = open_database(f"sqlite+aiosqlite:///{tmp_path / 'gw.db'}")
+    await db.migrate()
+    store = Store(db, CredsCipher("a secret"))
+    await store.create_instance(instance_id="i1", name="i1", token="t", integration="WHATSAPP-BAILEYS", number=None,
+                                client_name="c", settings={}, webhook=None)
+    try:
+        for phone in (ALICE, CAROL):
+            sandbox.create_phone(phone)
+
+        def sql_engine() -> tuple[Engine, Recorder]:
+            return make_engine(sandbox, SqlCredsStore(store, "i1"), query_timeout=20.0,
+                               message_store=SqlMessageStore(db, store.cipher, "i1"))
+
+        engine, rec = sql_engine()
+        await link_by_qr(sandbox, engine, rec)
+        drv = await drivers(url=sandbox.ws_url, root_key=sandbox.root_public_key, auth=tmp_path / "alice")
+        await sandbox.scan(ALICE, (await drv.expect("qr"))["qr"])
+        await drv.expect("open", within=30)
+        group = sandbox.create_group("sql", [PHONE, ALICE, CAROL])["jid"]
+        alice = f"{ALICE}@s.whatsapp.net"
+
+        async def round_trip(eng: Engine, r: Recorder, tag: str) -> None:
+            for to in (alice, group):
+                sent = await eng.send_text(to, f"{tag}-e-{to}")
+                assert (await baileys_texts(drv, 1, f"{tag}-e-{to}"))[0]["id"] == sent.id
+                await drv.command("send", to=f"{PHONE}@s.whatsapp.net" if to == alice else group,
+                                  text=f"{tag}-b-{to}", tag=f"{tag}{to}")
+                await r.wait(MessageEvent, lambda e, t=f"{tag}-b-{to}": text_of(e) == t, within=20)  # type: ignore[misc]
+            assert not r.of(UndecryptableEvent)
+
+        await round_trip(engine, rec, "before")
+        await engine.close()
+        again, rec2 = sql_engine()
+        await again.start()
+        await rec2.wait(OpenEvent, within=20)
+        await round_trip(again, rec2, "after")
+        assert not drv.seen("undecryptable")
+        stored = await SqlMessageStore(db, store.cipher, "i1").list_incoming()
+        assert len(stored) == len(set(stored)) >= 4
+        await again.close()
+    finally:
+        await db.dispose()

@@ -1,5 +1,5 @@
-"""Engine extras for the Evolution API layer, against the sandbox: "is on WhatsApp", group create
-and metadata over w:g2, reactions."""
+"""Engine extras for the Evolution API layer, against the sandbox: reactions (number lookup and w:g2
+groups are in test_groups_contacts.py)."""
 
 from __future__ import annotations
 
@@ -9,51 +9,10 @@ from wa_helpers import PHONE, EngineFactory
 
 from evolink.sandbox.server import Sandbox
 from evolink.wa.events import MessageEvent
-from evolink.wa.groups import create_group, group_metadata
-from evolink.wa.message_send import NotConnected, SendError
-from evolink.wa.onwhatsapp import on_whatsapp
+from evolink.wa.message_send import SendError
 from evolink.wa.reactions import send_reaction
 
 CAROL = "15550003333"
-
-
-async def test_on_whatsapp_lookup(sandbox: Sandbox, make_engine: EngineFactory) -> None:
-    engine, _ = await linked(sandbox, make_engine)
-    got = await on_whatsapp(engine, [f"+{BOB}", "19990000000", f"{BOB}@s.whatsapp.net"])
-    assert [(r.number, r.jid, r.exists) for r in got] == [
-        (BOB, f"{BOB}@s.whatsapp.net", True), ("19990000000", "19990000000@s.whatsapp.net", False)]
-    assert got[0].lid == sandbox.get_phone(BOB)["lid"] and got[1].lid is None
-    assert engine.messaging.lid_of[f"{BOB}@s.whatsapp.net"] == got[0].lid
-    with pytest.raises(ValueError, match="not a phone number"):
-        await on_whatsapp(engine, ["hello"])
-    assert await on_whatsapp(engine, []) == []
-    await engine.close()
-    with pytest.raises(NotConnected):
-        await on_whatsapp(engine, [BOB])
-
-
-async def test_create_group_then_message_it(sandbox: Sandbox, make_engine: EngineFactory) -> None:
-    engine, rec = await linked(sandbox, make_engine)
-    sandbox.create_phone(CAROL)
-    info = await create_group(engine, "made by evolink", [f"{BOB}@s.whatsapp.net", f"{CAROL}@s.whatsapp.net"])
-    assert info.jid.endswith("@g.us") and info.subject == "made by evolink"
-    members = {p.phone_number: p.admin for p in info.participants}
-    assert members == {f"{PHONE}@s.whatsapp.net": "superadmin", f"{BOB}@s.whatsapp.net": None,
-                       f"{CAROL}@s.whatsapp.net": None}
-    assert [g["jid"] for g in sandbox.list_groups()] == [info.jid]
-    again = await group_metadata(engine, info.jid)
-    assert again.participants == info.participants and again.addressing_mode == info.addressing_mode
-    sent = await engine.send_text(info.jid, "first in my group")
-    for phone in (BOB, CAROL):
-        await until(lambda p=phone: any(m["id"] == sent.id and m["text"] == "first in my group"  # type: ignore[misc]
-                                        for m in sandbox.phone_received(p)))
-    with pytest.raises(SendError):
-        await group_metadata(engine, "120363999999999999@g.us")
-    with pytest.raises(SendError):
-        await create_group(engine, "x", ["19990000000@s.whatsapp.net"])
-    with pytest.raises(ValueError):
-        await create_group(engine, "", [f"{BOB}@s.whatsapp.net"])
-    assert rec.of(MessageEvent) == []
 
 
 async def test_reactions_to_a_phone(sandbox: Sandbox, make_engine: EngineFactory) -> None:
@@ -73,3 +32,17 @@ async def test_reactions_to_a_phone(sandbox: Sandbox, make_engine: EngineFactory
     assert res["id"] == ev.id
     with pytest.raises(SendError):
         await send_reaction(engine, ev.chat, "", "👍")
+
+
+async def test_note_to_self_reaches_our_phone(sandbox: Sandbox, make_engine: EngineFactory) -> None:
+    engine, rec = await linked(sandbox, make_engine)
+    sent = await engine.send_text(f"{PHONE}@s.whatsapp.net", "note to self")
+    assert sent.devices == 1  # our phone only (never our own device)
+    await until(lambda: any(m["id"] == sent.id for m in sandbox.phone_received(PHONE)))
+    got = next(m for m in sandbox.phone_received(PHONE) if m["id"] == sent.id)
+    assert got["text"] == "note to self" and got["from_me"] and got["error"] is None
+    # The phone writes to its own chat: the engine gets it as from_me in the self chat.
+    res = sandbox.phone_send(PHONE, f"{PHONE}@s.whatsapp.net", "from my phone to me")
+    ev = await rec.wait(MessageEvent, lambda e: e.id == res["id"])
+    assert ev.from_me and text_of(ev) == "from my phone to me"
+    assert ev.chat.split("@")[0] in (PHONE, sandbox.get_phone(PHONE)["lid"].split("@")[0])

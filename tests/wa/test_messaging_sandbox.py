@@ -7,11 +7,12 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from wa_helpers import PHONE, EngineFactory, Recorder, link_by_qr
 
 from evolink.sandbox.server import Sandbox
 from evolink.wa.engine import Engine
-from evolink.wa.events import MessageEvent, ReceiptEvent, ReceiptType, UndecryptableEvent
+from evolink.wa.events import MessageEvent, OpenEvent, ReceiptEvent, ReceiptType, UndecryptableEvent
 
 BOB = "15550002222"
 
@@ -197,3 +198,74 @@ async def test_low_prekey_notification_refills_and_the_new_keys_work(sandbox: Sa
     ev = await rec.wait(MessageEvent, lambda e: e.id == mid)
     assert text_of(ev) == "new key" and not rec.of(UndecryptableEvent)
     assert min(consumed) < before <= max(consumed) and not consumed & set(creds.pre_keys)
+
+
+async def test_engine_to_engine_and_the_peer_relinks(sandbox: Sandbox, make_engine: EngineFactory) -> None:
+    """Two evolink engines on two accounts; the peer's companion is replaced by a new one (new
+    identity, new device id): the devices notification drops our cached list, so the next text
+    reaches the new companion (a new session), and the old one gets nothing."""
+    alice = "15550004444"
+    engine, rec = await linked(sandbox, make_engine)
+    sandbox.create_phone(alice)
+    peer, prec = make_engine(sandbox)
+    await link_by_qr(sandbox, peer, prec, alice)
+    first = await engine.send_text(f"{alice}@s.whatsapp.net", "hi other engine")
+    assert (await prec.wait(MessageEvent, lambda e: e.id == first.id)).chat.split("@")[0] in (
+        PHONE, sandbox.get_phone(PHONE)["lid"].split("@")[0])
+    back = await peer.send_text(f"{PHONE}@s.whatsapp.net", "hi back")
+    await rec.wait(MessageEvent, lambda e: e.id == back.id)
+
+    await peer.logout()
+    new_peer, nrec = make_engine(sandbox)
+    await link_by_qr(sandbox, new_peer, nrec, alice)
+    assert [d["device"] for d in sandbox.get_phone(alice)["devices"]] != []
+    again = await engine.send_text(f"{alice}@s.whatsapp.net", "to the new companion")
+    got = await nrec.wait(MessageEvent, lambda e: e.id == again.id)
+    assert text_of(got) == "to the new companion"
+    reply = await new_peer.send_text(f"{PHONE}@s.whatsapp.net", "new companion here")
+    await rec.wait(MessageEvent, lambda e: e.id == reply.id)
+    assert not rec.of(UndecryptableEvent) and not nrec.of(UndecryptableEvent)
+
+    # A missed devices notification (we were offline when it went out) leaves a stale list: the
+    # server refuses the stanza, and the engine sends once more from a fresh usync.
+    old_device = f"{alice}:{int(prec.of(OpenEvent)[0].jid.split(':')[1].split('@')[0])}@s.whatsapp.net"
+    engine.messaging.cache_devices(f"{alice}@s.whatsapp.net", [f"{alice}@s.whatsapp.net", old_device])
+    stale = await engine.send_text(f"{alice}@s.whatsapp.net", "despite a stale list")
+    assert text_of(await nrec.wait(MessageEvent, lambda e: e.id == stale.id)) == "despite a stale list"
+    # The same in a group: the refused stanza carried our sender key to devices that never got it,
+    # so the second attempt distributes it to every member again; all decrypt the first message.
+    group = sandbox.create_group("relinks", [PHONE, BOB, alice])["jid"]
+    alice_lid = sandbox.get_phone(alice)["lid"]
+    old_lid_device = f"{alice_lid.split('@')[0]}:{old_device.split(':')[1].split('@')[0]}@lid"
+    engine.messaging.cache_devices(alice_lid, [alice_lid, old_lid_device])  # a LID-addressed group
+    g = await engine.send_text(group, "group despite a stale list")
+    await nrec.wait(MessageEvent, lambda e: e.id == g.id)
+    assert not nrec.of(UndecryptableEvent)
+    await until(lambda: any(m["id"] == g.id for m in sandbox.phone_received(BOB)))
+    assert [m["error"] for m in sandbox.phone_received(BOB) if m["id"] == g.id] == [None]
+
+
+async def test_receiving_is_not_held_up_by_a_send_waiting_on_the_network(sandbox: Sandbox, make_engine: EngineFactory,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A group send waiting for its w:g2 metadata holds no lock: a message arriving meanwhile is
+    decrypted and stored at once."""
+    from evolink.wa import message_send
+
+    engine, rec = await linked(sandbox, make_engine)
+    group = sandbox.create_group("slow", [PHONE, BOB])["jid"]
+    entered, gate = asyncio.Event(), asyncio.Event()
+    real = message_send.group_participants
+
+    async def slow(conn: Any, g: str, m: Any) -> tuple[list[str], str]:
+        entered.set()
+        await gate.wait()
+        return await real(conn, g, m)
+
+    monkeypatch.setattr(message_send, "group_participants", slow)
+    sending = asyncio.create_task(engine.send_text(group, "after the wait"))
+    await asyncio.wait_for(entered.wait(), 5)
+    res = sandbox.phone_send(BOB, f"{PHONE}@s.whatsapp.net", "while the send waits")
+    await rec.wait(MessageEvent, lambda e: e.id == res["id"])
+    gate.set()
+    sent = await asyncio.wait_for(sending, 10)
+    await until(lambda: any(m["id"] == sent.id and m["error"] is None for m in sandbox.phone_received(BOB)))

@@ -11,22 +11,27 @@ import httpx
 from fastapi import FastAPI
 
 from evolink import __version__
-from evolink.api import routes_manager
+from evolink.api import events_wiring, routes_manager
 from evolink.api.apikey import ApiKey, resolve_api_key
 from evolink.api.context import GatewayContext
 from evolink.api.cors import install_cors
 from evolink.api.errors import install_error_handlers
+from evolink.api.forward import ForwardToOwner
 from evolink.api.health import router as health_router
 from evolink.api.limits import MESSAGE_PREFIX, BodyLimitMiddleware, BodyLimits
 from evolink.api.metrics import METRICS_VARIABLES, create_metrics_router
+from evolink.api.openapi import install_openapi
 from evolink.api.routes_chat_messages import router as chat_messages_router
+from evolink.api.routes_chats import router as chats_router
 from evolink.api.routes_config import router as config_router
 from evolink.api.routes_events import router as events_router
+from evolink.api.routes_group import router as group_router
 from evolink.api.routes_instance import router as instance_router
 from evolink.api.routes_integrations import router as integrations_router
 from evolink.api.routes_message import router as message_router
 from evolink.api.routes_proxy import router as proxy_router
 from evolink.api.routes_server import router as server_router
+from evolink.api.routes_transports import router as transports_router
 from evolink.api.settings import Settings
 from evolink.clock import Clock, ClockGuard, CorrectedClock, SkewPolicy
 from evolink.gateway import (
@@ -41,13 +46,18 @@ from evolink.gateway import (
     observe,
     stored_webhook,
 )
+from evolink.gateway.chat_feed import ChatFeed
+from evolink.gateway.chats import ChatBook
+from evolink.gateway.groups import GroupEvents
 from evolink.gateway.messages import MessageHub
 from evolink.gateway.observe import LinkRefusal, allow_all
 from evolink.gateway.proxy import ProxySpec, global_proxy
 from evolink.store import Store, normalise_postgres_url, open_database, sqlite_url
+from evolink.store.chats_repo import ChatStore
 from evolink.store.creds_key import prepare_creds_key
 from evolink.store.keyfile import secure_data_dir
 from evolink.store.message_repo import MessageRepo
+from evolink.store.transport_repo import TransportSettingsRepo
 
 log = logging.getLogger("evolink.api")
 
@@ -74,7 +84,7 @@ def default_engine_factory(settings: Settings) -> EngineFactory:
     root = bytes.fromhex(settings.WA_ROOT_PUBLIC_KEY) if settings.WA_ROOT_PUBLIC_KEY else None
     return real_engine_factory(ws_url=settings.WA_WEBSOCKET_URL, root_public_key=root,
                                phone_client=settings.CONFIG_SESSION_PHONE_CLIENT,
-                               phone_name=settings.CONFIG_SESSION_PHONE_NAME,
+                               phone_name=settings.CONFIG_SESSION_PHONE_NAME, version=settings.wa_version,
                                overrides={"reconnect_stable_after": settings.WA_RECONNECT_STABLE_SECONDS})
 
 
@@ -134,12 +144,27 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
                                          events=dict(settings.webhook_events)),
             server_url=settings.SERVER_URL, expose_apikey=settings.AUTHENTICATION_EXPOSE_IN_FETCH_INSTANCES,
             lookup_webhook=lookup)
+        transport_settings = TransportSettingsRepo(db, the_clock.now)
+        publisher.transports = events_wiring.transport_router(settings, transport_settings)
         if not settings.SERVER_DISABLE_MANAGER:
             routes_manager.attach(app, publisher)
+        chat_feed = ChatFeed(ChatBook(ChatStore(db, creds_key.cipher, the_clock.now), publisher))
+        publisher.listeners.append(chat_feed.listener)  # chats/contacts follow every message record
+        app.state.chat_feed = chat_feed
         worker = DeliveryWorker(store, retry_policy(settings), publisher.wake,
                                 timeout=settings.WEBHOOK_REQUEST_TIMEOUT_MS / 1000, client=http_client,
                                 clock=the_clock, retention=settings.EVOLINK_OUTBOX_DELIVERED_RETENTION_SECONDS,
-                                failed_retention=settings.EVOLINK_OUTBOX_FAILED_RETENTION_SECONDS)
+                                failed_retention=settings.EVOLINK_OUTBOX_FAILED_RETENTION_SECONDS,
+                                senders=events_wiring.senders(settings, hub))
+        cluster = None
+        if settings.cluster_mode:  # docs/cluster.md
+            from evolink.gateway.cluster import ClusterNode
+            from evolink.store.leases import LeaseRepo
+
+            cluster = ClusterNode(LeaseRepo(db, client_name=settings.DATABASE_CONNECTION_CLIENT_NAME),
+                                  node_id=settings.EVOLINK_NODE_ID, url=settings.EVOLINK_NODE_URL,
+                                  ttl=settings.EVOLINK_LEASE_SECONDS)
+        app.state.cluster = cluster
         manager = InstanceManager(
             store=store, publisher=publisher, clock=the_clock,
             engine_factory=engine_factory or default_engine_factory(settings),
@@ -149,10 +174,13 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
             del_instance_after=(settings.del_instance_minutes or 0) * 60 or None,
             proxy_fallback=settings_proxy(settings),
             messages=MessageHub(repo=MessageRepo(db, creds_key.cipher), publisher=publisher, store=store,
-                                clock=the_clock, send_min_gap=settings.EVOLINK_SEND_MIN_GAP_MS / 1000))
+                                clock=the_clock, send_min_gap=settings.EVOLINK_SEND_MIN_GAP_MS / 1000),
+            cluster=cluster)
+        manager.event_hooks.append(GroupEvents(ChatStore(db, creds_key.cipher, the_clock.now)).on_event)
         app.state.gateway = GatewayContext(settings=settings, api_key=key, clock=the_clock, db=db, store=store,
                                            publisher=publisher, worker=worker, manager=manager,
-                                           sandbox_admin_url=sandbox_admin_url, clock_guard=clock_guard)
+                                           sandbox_admin_url=sandbox_admin_url, clock_guard=clock_guard,
+                                           transport_settings=transport_settings)
         app.state.clock_guard = clock_guard
         app.state.database = db
         app.state.instance_states = manager.states
@@ -164,6 +192,7 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
                 lambda report: manager.announce_clock_step(report.to_dict()))
             clock_guard.start()
         worker.start()
+        chat_feed.start()
         if clock_guard is not None:
             rows = await store.list_instances(client_name=settings.DATABASE_CONNECTION_CLIENT_NAME)
             resuming = any(r.connection_status in ("open", "connecting") for r in rows)
@@ -181,7 +210,10 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
             if stop_step_events is not None:
                 stop_step_events()
             await manager.shutdown()
+            await chat_feed.stop()
             await worker.stop()
+            for sender in worker.senders.values():
+                await sender.close()
             if clock_guard is not None:
                 await clock_guard.stop()
             await db.dispose()
@@ -190,16 +222,23 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
                   description="WhatsApp gateway, wire-compatible with Evolution API 2.3.7 (instance surface). "
                               "Authenticate with the `apikey` header.")
     install_error_handlers(app)
+    app.add_middleware(ForwardToOwner)  # cluster mode only (no-op without app.state.cluster)
     # added before CORS, so it runs inside it: a a 401/413 still carries the CORS headers a browser needs to read it
     app.add_middleware(BodyLimitMiddleware, limits=BodyLimits(
         settings.EVOLINK_MAX_BODY_BYTES, ((MESSAGE_PREFIX, settings.EVOLINK_MAX_MESSAGE_BODY_BYTES),)))
     install_cors(app, settings)
+    hub = events_wiring.socket_hub(settings, app)
+    if hub is not None:
+        app.add_middleware(events_wiring.SocketIOMount, hub=hub)
     app.include_router(config_router)
     app.include_router(server_router)
     app.include_router(events_router)
+    app.include_router(transports_router)
     app.include_router(integrations_router)
     app.include_router(proxy_router)
     app.include_router(instance_router)
+    app.include_router(chats_router)
+    app.include_router(group_router)
     app.include_router(message_router)
     app.include_router(chat_messages_router)
     app.include_router(health_router)
@@ -207,4 +246,5 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
                                               if (value := getattr(settings, name)) is not None}))
     if not settings.SERVER_DISABLE_MANAGER:
         routes_manager.install(app)
+    install_openapi(app)  # after every router: the error responses and `apikey` scheme are inferred per route
     return app

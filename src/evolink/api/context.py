@@ -26,6 +26,7 @@ class GatewayContext:
     manager: InstanceManager
     sandbox_admin_url: str | None = None
     clock_guard: Any = None  # evolink.clock.guard.ClockGuard when running with one
+    transport_settings: Any = None  # evolink.store.transport_repo.TransportSettingsRepo (docs/events.md)
 
 
 def get_context(request: Request) -> GatewayContext:

@@ -3,7 +3,8 @@
 - `ApiError(status, *messages)` → `message` is the list of messages (Evolution's thrown exceptions);
   `ApiError(401)` with no message → the string "Unauthorized", as Evolution's guard answers.
 - Schema validation → 400 with the messages doubly nested (`[["..."]]`), as Evolution does.
-- Unknown route or method → 404 `Cannot <METHOD> <path>` (Express's text).
+- Unknown route → 404 `Cannot <METHOD> <path>` (Express's text); a method the path does not have → 405 with
+  the same text and an `Allow` header (Express answers 404 there; 405 is what HTTP and the OpenAPI promise).
 - Anything unexpected → 500 with the error's message string (never a traceback in the body).
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("evolink.api")
@@ -62,6 +64,17 @@ def validation_messages(errors: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app answers on this path (Starlette's `Allow` names only the first)."""
+    methods: set[str] = set()
+    path = request.url.path
+    for route in iter_route_contexts(request.app.routes):
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path):
+            methods.update(route.methods or ())
+    return sorted(methods)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
@@ -77,8 +90,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        if exc.status_code in (404, 405):
+        if exc.status_code == 404:
             return error_response(404, [f"Cannot {request.method.upper()} {request.url.path}"])
+        if exc.status_code == 405:
+            resp = error_response(405, [f"Cannot {request.method.upper()} {request.url.path}"])
+            resp.headers["Allow"] = ", ".join(allowed_methods(request)) or (exc.headers or {}).get("Allow", "")
+            return resp
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
         return error_response(exc.status_code, [detail])
 

@@ -283,6 +283,16 @@ def instances_check(states: Callable[[], dict[str, str]]) -> CheckFn:
     return check
 
 
+def cluster_check(cluster: Any) -> CheckFn:
+    """``cluster:node``: this node's id, URL and the number of instances it owns (cluster mode)."""
+
+    async def check() -> CheckResult:
+        return CheckResult("pass", len(cluster.owned), "instances", component_type="component",
+                           extra={"node": cluster.node_id, "url": cluster.url})
+
+    return check
+
+
 def service_for_app(app: FastAPI) -> HealthService:
     """The app's ``HealthService``, built once from ``app.state`` when the app did not provide one."""
     state = app.state
@@ -297,8 +307,28 @@ def service_for_app(app: FastAPI) -> HealthService:
     states = getattr(state, "instance_states", None)
     if callable(states):
         service.register("instances:state", instances_check(states), ready=False)
+    cluster = getattr(state, "cluster", None)
+    if cluster is not None:
+        service.register("cluster:node", cluster_check(cluster), ready=False)
     state.health_service = service
     return service
+
+
+class HealthJSONResponse(JSONResponse):
+    media_type = MEDIA_TYPE
+
+
+def _health_doc_schema() -> dict[str, Any]:
+    from evolink.api.responses import HealthDocument  # the typed document, for /openapi.json
+
+    return {"model": HealthDocument, "content": {MEDIA_TYPE: {}}}
+
+
+_DOC: dict[str, Any] = {
+    "response_class": HealthJSONResponse,
+    "responses": {200: {**_health_doc_schema(), "description": "pass or warn"},
+                  503: {**_health_doc_schema(), "description": "fail"}},
+}
 
 
 def create_health_router(service: HealthService | None = None) -> APIRouter:
@@ -308,15 +338,15 @@ def create_health_router(service: HealthService | None = None) -> APIRouter:
     def resolve(request: Request) -> HealthService:
         return service or service_for_app(request.app)
 
-    @r.get("/health", response_class=JSONResponse, summary="Health (application/health+json)")
+    @r.get("/health", summary="Health (application/health+json)", **_DOC)
     async def health(request: Request) -> JSONResponse:
         return health_response(await resolve(request).document())
 
-    @r.get("/health/live", response_class=JSONResponse, summary="Liveness (never fails for the clock)")
+    @r.get("/health/live", summary="Liveness (never fails for the clock)", **_DOC)
     async def live(request: Request) -> JSONResponse:
         return health_response(resolve(request).liveness())
 
-    @r.get("/health/ready", response_class=JSONResponse, summary="Readiness")
+    @r.get("/health/ready", summary="Readiness", **_DOC)
     async def ready(request: Request) -> JSONResponse:
         return health_response(await resolve(request).readiness())
 

@@ -27,6 +27,12 @@ REALM = 'Basic realm="Evolution API Metrics"'
 METRICS_VARIABLES = ("PROMETHEUS_METRICS", "METRICS_AUTH_REQUIRED", "METRICS_USER", "METRICS_PASSWORD",
                      "METRICS_ALLOWED_IPS")
 
+_TEXT = {"text/plain": {"schema": {"type": "string"}}}
+_TEXT_ERRORS: dict[int | str, dict[str, object]] = {
+    401: {"description": "METRICS_AUTH_REQUIRED: missing or wrong Basic credentials", "content": _TEXT},
+    403: {"description": "the client IP is not in METRICS_ALLOWED_IPS", "content": _TEXT},
+}
+
 
 def _flag(value: str | None, default: bool) -> bool:
     if value is None or not value.strip():
@@ -55,7 +61,7 @@ def create_metrics_router(env: Mapping[str, str] | None = None) -> APIRouter:
     user, password = src.get("METRICS_USER") or "", src.get("METRICS_PASSWORD") or ""
     allowed = [ip.strip() for ip in (src.get("METRICS_ALLOWED_IPS") or "").split(",") if ip.strip()]
 
-    @r.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
+    @r.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics", responses=_TEXT_ERRORS)
     async def metrics(request: Request) -> Response:
         client = request.client.host if request.client else ""
         if allowed and client not in allowed:

@@ -9,17 +9,17 @@ from fastapi import APIRouter, Depends, Request
 from evolink import __version__
 from evolink.api.auth import instance_guard
 from evolink.api.context import GatewayContext, get_context
+from evolink.api.responses import RootInfo, SettingRow, WebhookRow
 from evolink.api.schemas import SettingsBody, WebhookSetBody, setting_row, webhook_row
 from evolink.store.models import Instance
-from evolink.wa.config import DEFAULT_VERSION
 
 router = APIRouter()
 
 EVOLUTION_VERSION = "2.3.7"
-WA_WEB_VERSION = ".".join(str(p) for p in DEFAULT_VERSION)  # what the engine announces
 
 
-@router.get("/", tags=["server"], summary="Welcome / liveness (Evolution's de-facto health check)")
+@router.get("/", tags=["server"], summary="Welcome / liveness (Evolution's de-facto health check)",
+            response_model=RootInfo, response_model_exclude_unset=True)
 async def root(request: Request, ctx: GatewayContext = Depends(get_context)) -> dict[str, Any]:
     body: dict[str, Any] = {
         "status": 200,
@@ -29,30 +29,31 @@ async def root(request: Request, ctx: GatewayContext = Depends(get_context)) -> 
     }
     if not ctx.settings.SERVER_DISABLE_MANAGER:  # omitted when disabled, as Evolution does
         body["manager"] = f"{str(request.base_url).rstrip('/')}/manager"  # the web manager (docs/manager.md)
-    body.update({"documentation": "/docs", "whatsappWebVersion": WA_WEB_VERSION, "evolink": __version__})
+    version = ".".join(str(p) for p in ctx.settings.wa_version)  # what the engine announces, as Evolution shows it
+    body.update({"documentation": "/docs", "whatsappWebVersion": version, "evolink": __version__})
     return body
 
 
-@router.post("/webhook/set/{instanceName}", status_code=201, tags=["webhook"])
+@router.post("/webhook/set/{instanceName}", status_code=201, tags=["webhook"], response_model=WebhookRow | None)
 async def webhook_set(body: WebhookSetBody, row: Instance = Depends(instance_guard),
                       ctx: GatewayContext = Depends(get_context)) -> dict[str, Any] | None:
     saved = await ctx.store.upsert_webhook(row.id, body.webhook.columns())
     return webhook_row(saved)
 
 
-@router.get("/webhook/find/{instanceName}", tags=["webhook"])
+@router.get("/webhook/find/{instanceName}", tags=["webhook"], response_model=WebhookRow | None)
 async def webhook_find(row: Instance = Depends(instance_guard),
                        ctx: GatewayContext = Depends(get_context)) -> dict[str, Any] | None:
     return webhook_row(await ctx.store.get_webhook(row.id))
 
 
-@router.post("/settings/set/{instanceName}", status_code=201, tags=["settings"])
+@router.post("/settings/set/{instanceName}", status_code=201, tags=["settings"], response_model=SettingRow | None)
 async def settings_set(body: SettingsBody, row: Instance = Depends(instance_guard),
                        ctx: GatewayContext = Depends(get_context)) -> dict[str, Any] | None:
     return setting_row(await ctx.store.upsert_setting(row.id, body.columns()))
 
 
-@router.get("/settings/find/{instanceName}", tags=["settings"])
+@router.get("/settings/find/{instanceName}", tags=["settings"], response_model=SettingRow | None)
 async def settings_find(row: Instance = Depends(instance_guard),
                         ctx: GatewayContext = Depends(get_context)) -> dict[str, Any] | None:
     return setting_row(await ctx.store.get_setting(row.id))

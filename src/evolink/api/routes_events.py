@@ -1,4 +1,5 @@
-"""Event transports evolink does not run yet: `/websocket`, `/rabbitmq`, `/nats`, `/sqs` `set`/`find`.
+"""Event transports evolink does not run: `/sqs` `set`/`find` (WebSocket, RabbitMQ and NATS are real:
+see routes_transports.py and docs/events.md).
 
 Kept apart from the chatbot integrations so a later change can make these real one by one (replace
 a row of `TRANSPORTS` with a real router). `find` answers `null`, what Evolution 2.3.7 answers for an
@@ -9,14 +10,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from evolink.api.responses import Null
 from evolink.api.unsupported import add_read, add_refusal
 
 # path segment -> the name Evolution uses in its messages
-TRANSPORTS: dict[str, str] = {"websocket": "Websocket", "rabbitmq": "RabbitMQ", "nats": "NATS", "sqs": "SQS"}
+TRANSPORTS: dict[str, str] = {"sqs": "SQS"}
 
 router = APIRouter()
 
 for _seg, _name in TRANSPORTS.items():
     add_read(router, f"/{_seg}/find/{{instanceName}}", lambda: None, tag=_seg,
-             summary=f"{_name} settings of the instance (null: not configured)")
+             summary=f"{_name} settings of the instance (null: not configured)", model=Null)
     add_refusal(router, "POST", f"/{_seg}/set/{{instanceName}}", f"{_name} events", tag=_seg)

@@ -9,7 +9,17 @@ from fastapi import APIRouter, Depends, Request
 from evolink.api.auth import global_guard, instance_guard, presented_key, same_key
 from evolink.api.context import GatewayContext, get_context
 from evolink.api.errors import ApiError
+from evolink.api.openapi import SECURED, error_responses
+from evolink.api.responses import (
+    ConnectBody,
+    ConnectionStateBody,
+    CreateAnswer,
+    InstanceRow,
+    PresenceAnswer,
+    StatusResponse,
+)
 from evolink.api.routes_proxy import create_proxy_spec, proxy_row, spec_values
+from evolink.api.routes_transports import apply_create_confs, create_confs, transport_rows
 from evolink.api.schemas import InstanceCreateBody, PresenceBody, instance_row
 from evolink.gateway import CreateRequest, InstanceRuntime, InvalidNumber, NotConnected
 from evolink.gateway.inputs import lookup_name
@@ -31,7 +41,8 @@ async def _runtime(ctx: GatewayContext, row: Instance) -> InstanceRuntime:
 
 
 @router.post("/create", status_code=201, dependencies=[Depends(global_guard)],
-             summary="Create an instance (global key)")
+             summary="Create an instance (global key)", response_model=CreateAnswer, response_model_exclude_unset=True,
+             responses=error_responses(403))
 async def create_instance(body: InstanceCreateBody, ctx: GatewayContext = Depends(get_context)) -> dict[str, Any]:
     integration = body.integration or BAILEYS  # Evolution 400s on a missing one; defaulting is additive
     if integration != BAILEYS:
@@ -42,10 +53,12 @@ async def create_instance(body: InstanceCreateBody, ctx: GatewayContext = Depend
         raise ApiError(403, f'This name "{body.instanceName}" is already in use.')
     webhook = body.webhook.columns() if body.webhook is not None else None
     proxy = await create_proxy_spec(ctx, body.model_extra or {})
+    transports = create_confs(ctx, body.instanceName, body.model_extra or {})
     try:
         row, rt = await ctx.manager.create(CreateRequest(
             name=body.instanceName, token=body.token, integration=integration, number=body.number,
-            settings=body.settings_columns(), webhook=webhook))
+            settings=body.settings_columns(), webhook=webhook,
+            prepare=lambda instance_id: apply_create_confs(ctx, instance_id, transports)))
     except NameInUse:
         raise ApiError(403, f'This name "{body.instanceName}" is already in use.') from None
     except TokenInUse:  # evolink: a token opens its instance, so two instances never share one
@@ -90,7 +103,8 @@ async def create_instance(body: InstanceCreateBody, ctx: GatewayContext = Depend
     return out
 
 
-@router.get("/connect/{instanceName}", summary="Start linking; returns the QR object or the pairing code")
+@router.get("/connect/{instanceName}", summary="Start linking; returns the QR object or the pairing code",
+            response_model=ConnectBody, response_model_exclude_unset=True)
 async def connect(number: str | None = None, row: Instance = Depends(instance_guard),
                   ctx: GatewayContext = Depends(get_context)) -> dict[str, Any]:
     rt = await _runtime(ctx, row)
@@ -100,7 +114,7 @@ async def connect(number: str | None = None, row: Instance = Depends(instance_gu
         return {"error": True, "message": str(exc)}
 
 
-@router.get("/connectionState/{instanceName}")
+@router.get("/connectionState/{instanceName}", response_model=ConnectionStateBody, response_model_exclude_unset=True)
 async def connection_state(row: Instance = Depends(instance_guard),
                            ctx: GatewayContext = Depends(get_context)) -> dict[str, Any]:
     rt = await _runtime(ctx, row)
@@ -111,14 +125,15 @@ async def connection_state(row: Instance = Depends(instance_guard),
     return body
 
 
-@router.post("/restart/{instanceName}", summary="Restart the connection")
+@router.post("/restart/{instanceName}", summary="Restart the connection", response_model=ConnectBody, response_model_exclude_unset=True)
 @router.put("/restart/{instanceName}", summary="Restart the connection (v1 verb, kept for old clients)",
-            operation_id="restart_instance_put")
+            operation_id="restart_instance_put", response_model=ConnectBody, response_model_exclude_unset=True)
 async def restart(row: Instance = Depends(instance_guard), ctx: GatewayContext = Depends(get_context)) -> dict[str, Any]:
     return await (await _runtime(ctx, row)).restart()
 
 
-@router.get("/fetchInstances")
+@router.get("/fetchInstances", response_model=list[InstanceRow], response_model_exclude_unset=True,
+            responses=error_responses(401, 404), openapi_extra=SECURED)
 async def fetch_instances(request: Request, instanceName: str | None = None,
                           instanceId: str | None = None, number: str | None = None,
                           ctx: GatewayContext = Depends(get_context)) -> list[dict[str, Any]]:
@@ -149,11 +164,13 @@ async def fetch_instances(request: Request, instanceName: str | None = None,
             item["Proxy"] = proxy_row(await ctx.store.get_proxy(row.id))
         except SealError:
             item["Proxy"] = None  # unreadable with this EVOLINK_SECRET_KEY; /proxy/find says why
+        item.update(await transport_rows(ctx, row.id))
         out.append(item)
     return out
 
 
-@router.post("/setPresence/{instanceName}", status_code=201)
+@router.post("/setPresence/{instanceName}", status_code=201, response_model=PresenceAnswer,
+             responses=error_responses(400))
 async def set_presence(body: PresenceBody, row: Instance = Depends(instance_guard),
                        ctx: GatewayContext = Depends(get_context)) -> dict[str, Any]:
     rt = await _runtime(ctx, row)
@@ -164,7 +181,7 @@ async def set_presence(body: PresenceBody, row: Instance = Depends(instance_guar
     return {"presence": body.presence}
 
 
-@router.delete("/logout/{instanceName}")
+@router.delete("/logout/{instanceName}", response_model=StatusResponse, responses=error_responses(400))
 async def logout(row: Instance = Depends(instance_guard), ctx: GatewayContext = Depends(get_context)) -> dict[str, Any]:
     try:
         await (await _runtime(ctx, row)).logout()
@@ -173,7 +190,7 @@ async def logout(row: Instance = Depends(instance_guard), ctx: GatewayContext = 
     return {"status": "SUCCESS", "error": False, "response": {"message": "Instance logged out"}}
 
 
-@router.delete("/delete/{instanceName}")
+@router.delete("/delete/{instanceName}", response_model=StatusResponse)
 async def delete(row: Instance = Depends(instance_guard), ctx: GatewayContext = Depends(get_context)) -> dict[str, Any]:
     await ctx.manager.delete(row.name)
     return {"status": "SUCCESS", "error": False, "response": {"message": "Instance deleted"}}

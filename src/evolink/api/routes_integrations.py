@@ -16,6 +16,8 @@ from fastapi import APIRouter, Depends, Request
 
 from evolink.api.auth import instance_guard
 from evolink.api.errors import ApiError
+from evolink.api.openapi import never_succeeds
+from evolink.api.responses import BotSettings, ChatwootFind, Nothing, Null
 from evolink.api.unsupported import add_read, add_refusal, constant
 
 
@@ -58,15 +60,17 @@ router = APIRouter()
 
 def _add_bot(bot: Bot) -> None:
     seg, tag = bot.segment, bot.segment
-    add_read(router, f"/{seg}/find/{{instanceName}}", list, tag=tag, summary=f"{bot.name} bots (none)")
+    add_read(router, f"/{seg}/find/{{instanceName}}", list, tag=tag, summary=f"{bot.name} bots (none)",
+             model=list[Nothing])
     add_read(router, f"/{seg}/fetchSettings/{{instanceName}}", default_bot_settings, tag=tag,
-             summary=f"{bot.name} settings (Evolution's defaults)")
+             summary=f"{bot.name} settings (Evolution's defaults)", model=BotSettings)
     add_read(router, f"/{seg}/fetch/{{{bot.id_param}}}/{{instanceName}}", lambda: None, tag=tag,
-             summary=f"One {bot.name} bot (null: no such bot)")
+             summary=f"One {bot.name} bot (null: no such bot)", model=Null)
     for suffix, value in bot.extra_reads:
         add_read(router, f"/{seg}/{suffix}/{{instanceName}}", constant(value), tag=tag,
-                 summary=f"{bot.name} {suffix} (none)")
+                 summary=f"{bot.name} {suffix} (none)", model=list[Nothing])
 
+    @never_succeeds
     async def sessions(request: Request) -> Any:
         raise ApiError(404, f"{bot.name} not found")
 
@@ -83,6 +87,7 @@ def _add_bot(bot: Bot) -> None:
 for _bot in BOTS:
     _add_bot(_bot)
 
-add_read(router, "/chatwoot/find/{instanceName}", empty_chatwoot, tag="chatwoot", summary="Chatwoot (not configured)")
+add_read(router, "/chatwoot/find/{instanceName}", empty_chatwoot, tag="chatwoot", summary="Chatwoot (not configured)",
+         model=ChatwootFind)
 add_refusal(router, "POST", "/chatwoot/set/{instanceName}", "The Chatwoot integration", tag="chatwoot")
 add_refusal(router, "POST", "/chatwoot/webhook/{instanceName}", "The Chatwoot integration", tag="chatwoot")

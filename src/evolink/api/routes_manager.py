@@ -28,6 +28,8 @@ from fastapi.staticfiles import StaticFiles
 from evolink.api.auth import instance_guard, presented_key, same_key
 from evolink.api.context import GatewayContext, get_context
 from evolink.api.errors import ApiError
+from evolink.api.openapi import error_responses, register_guard
+from evolink.api.responses import ClockPanel, LiveSession, ManagerInstance, PairingAttemptView
 from evolink.clock.base import iso_utc
 from evolink.gateway import EventPublisher
 from evolink.gateway.console import clock_view, history_view, instance_view
@@ -71,6 +73,13 @@ async def caller_scope(request: Request, ctx: GatewayContext = Depends(get_conte
     return LiveScope(rows[0].id, rows[0].name)
 
 
+register_guard(caller_scope, 401)
+
+
+class EventStreamResponse(StreamingResponse):
+    media_type = "text/event-stream"
+
+
 @router.get("/manager", include_in_schema=False)
 async def page_redirect() -> RedirectResponse:
     return RedirectResponse("/manager/")
@@ -81,7 +90,8 @@ async def page() -> FileResponse:
     return FileResponse(STATIC_DIR / "index.html", headers={"cache-control": "no-cache"})
 
 
-@router.post("/manager/api/session", summary="A short-lived token to open the live event stream")
+@router.post("/manager/api/session", summary="A short-lived token to open the live event stream",
+             response_model=LiveSession)
 async def session(request: Request, scope: LiveScope = Depends(caller_scope)) -> dict[str, Any]:
     tokens: LiveTokens = request.app.state.live_tokens
     return {"token": tokens.issue(scope), "expiresIn": tokens.ttl,
@@ -93,7 +103,11 @@ def _sse(event: str | None, payload: Any) -> str:
     return f"{head}data: {json.dumps(payload, separators=(',', ':'), default=str)}\n\n"
 
 
-@router.get("/manager/api/events", summary="Server-Sent Events: the gateway's events for this scope")
+@router.get("/manager/api/events", summary="Server-Sent Events: the gateway's events for this scope",
+            response_class=EventStreamResponse, responses={
+                200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+                      "description": "the event stream"},
+                401: {**error_responses(401)[401], "description": "invalid or expired stream token"}})
 async def events(request: Request, token: str = "") -> StreamingResponse:
     tokens: LiveTokens = request.app.state.live_tokens
     bus: LiveBus = request.app.state.live_bus
@@ -134,7 +148,8 @@ def _view(ctx: GatewayContext, row: Instance, attempts: list[Any] | None = None)
     return view
 
 
-@router.get("/manager/api/instances", summary="Instances this key may see, with live state")
+@router.get("/manager/api/instances", summary="Instances this key may see, with live state",
+            response_model=list[ManagerInstance])
 async def instances(scope: LiveScope = Depends(caller_scope),
                     ctx: GatewayContext = Depends(get_context)) -> list[dict[str, Any]]:
     if scope.is_global:
@@ -144,19 +159,22 @@ async def instances(scope: LiveScope = Depends(caller_scope),
     return [_view(ctx, row) for row in rows]
 
 
-@router.get("/manager/api/instances/{instanceName}", summary="One instance: state, active QR/code, last close")
+@router.get("/manager/api/instances/{instanceName}", summary="One instance: state, active QR/code, last close",
+            response_model=ManagerInstance)
 async def one_instance(row: Instance = Depends(instance_guard),
                        ctx: GatewayContext = Depends(get_context)) -> dict[str, Any]:
     return _view(ctx, row, await ctx.store.list_pairing_attempts(row.id))
 
 
-@router.get("/manager/api/instances/{instanceName}/history", summary="Pairing attempts of an instance")
+@router.get("/manager/api/instances/{instanceName}/history", summary="Pairing attempts of an instance",
+            response_model=list[PairingAttemptView])
 async def history(row: Instance = Depends(instance_guard),
                   ctx: GatewayContext = Depends(get_context)) -> list[dict[str, Any]]:
     return history_view(await ctx.store.list_pairing_attempts(row.id))
 
 
-@router.get("/manager/api/clock", summary="Clock guard: verdict, offset, policy and what linking is told")
+@router.get("/manager/api/clock", summary="Clock guard: verdict, offset, policy and what linking is told",
+            response_model=ClockPanel)
 async def clock(_scope: LiveScope = Depends(caller_scope),
                 ctx: GatewayContext = Depends(get_context)) -> dict[str, Any]:
     return clock_view(ctx.clock_guard)

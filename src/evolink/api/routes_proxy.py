@@ -21,6 +21,8 @@ from pydantic import BaseModel, ConfigDict
 from evolink.api.auth import instance_guard
 from evolink.api.context import GatewayContext, get_context
 from evolink.api.errors import ApiError
+from evolink.api.openapi import error_responses
+from evolink.api.responses import ProxyRow, ProxySetAnswer
 from evolink.clock.base import iso_utc
 from evolink.gateway.proxy import MASK, InvalidProxy, ProxySpec
 from evolink.store import ProxyRecord, SealError
@@ -83,7 +85,8 @@ async def _stored(ctx: GatewayContext, instance_id: str) -> ProxyRecord | None:
         raise ApiError(400, f"The stored proxy password cannot be read: {exc}") from None
 
 
-@router.post("/proxy/set/{instanceName}", status_code=201, summary="Set (and test) the instance's proxy")
+@router.post("/proxy/set/{instanceName}", status_code=201, summary="Set (and test) the instance's proxy",
+             response_model=ProxySetAnswer)
 async def proxy_set(body: ProxyBody, row: Instance = Depends(instance_guard),
                     ctx: GatewayContext = Depends(get_context)) -> dict[str, Any]:
     if not body.enabled:
@@ -101,7 +104,8 @@ async def proxy_set(body: ProxyBody, row: Instance = Depends(instance_guard),
     return {"proxy": {"instanceName": row.name, "proxy": shown}}
 
 
-@router.get("/proxy/find/{instanceName}", summary="The instance's proxy (null when none)")
+@router.get("/proxy/find/{instanceName}", summary="The instance's proxy (null when none)",
+            response_model=ProxyRow | None, responses=error_responses(400))
 async def proxy_find(row: Instance = Depends(instance_guard),
                      ctx: GatewayContext = Depends(get_context)) -> dict[str, Any] | None:
     return proxy_row(await _stored(ctx, row.id))

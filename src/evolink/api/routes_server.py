@@ -14,12 +14,13 @@ from fastapi import APIRouter, Depends
 
 from evolink.api.auth import global_guard
 from evolink.api.context import GatewayContext, get_context
+from evolink.api.responses import VerifyCreds
 
 router = APIRouter(tags=["server"])
 
 
 @router.post("/verify-creds", dependencies=[Depends(global_guard)],
-             summary="Check the global API key (the manager's sign-in)")
+             summary="Check the global API key (the manager's sign-in)", response_model=VerifyCreds, response_model_exclude_unset=True)
 async def verify_creds(ctx: GatewayContext = Depends(get_context)) -> dict[str, Any]:
     s = ctx.settings
     body: dict[str, Any] = {"status": 200, "message": "Credentials are valid"}

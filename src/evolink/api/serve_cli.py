@@ -94,7 +94,7 @@ def sandbox_engine_factory(settings: Settings, code_ttl: float) -> Any:
 
     return real_engine_factory(ws_url=settings.WA_WEBSOCKET_URL, root_public_key=bytes.fromhex(settings.WA_ROOT_PUBLIC_KEY or ""),
                                phone_client=settings.CONFIG_SESSION_PHONE_CLIENT,
-                               phone_name=settings.CONFIG_SESSION_PHONE_NAME,
+                               phone_name=settings.CONFIG_SESSION_PHONE_NAME, version=settings.wa_version,
                                overrides={"pairing_code_ttl": code_ttl, "qr_first_ttl": code_ttl})
 
 
@@ -160,6 +160,9 @@ async def _serve(settings: Settings, key: ApiKey, sandbox: bool, host: str, port
         except ClockConfigError as exc:
             print(f"evolink serve: {exc}", file=sys.stderr)
             return 2
+        if settings.cluster_mode and not settings.EVOLINK_NODE_URL:  # how the other nodes forward to this one
+            reach = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+            settings = settings.model_copy(update={"EVOLINK_NODE_URL": f"http://{reach}:{port}"})
         engines = sandbox_engine_factory(settings, code_ttl) if sandbox and code_ttl is not None else None
         app = create_app(settings, api_key=key, clock_guard=guard, sandbox_admin_url=admin_url,
                          engine_factory=engines)

@@ -74,11 +74,26 @@ class Settings(BaseSettings):
     DATABASE_CONNECTION_URI: str | None = None
     DATABASE_CONNECTION_CLIENT_NAME: str = "evolution"
 
+    # cluster mode (docs/cluster.md): N nodes sharing PostgreSQL; on with postgresql + CACHE_REDIS_URI
+    CACHE_REDIS_URI: str | None = None
+    EVOLINK_CLUSTER: bool | None = None  # None: on when DATABASE_PROVIDER=postgresql and CACHE_REDIS_URI is set
+    EVOLINK_NODE_ID: str | None = None  # default: host-pid-random
+    EVOLINK_NODE_URL: str | None = None  # how other nodes reach this one; default http://127.0.0.1:SERVER_PORT
+    EVOLINK_LEASE_SECONDS: float = Field(15.0, ge=1.0, le=300.0)
+
+    @property
+    def cluster_mode(self) -> bool:
+        if self.EVOLINK_CLUSTER is not None:
+            return self.EVOLINK_CLUSTER
+        return self.DATABASE_PROVIDER == "postgresql" and bool(self.CACHE_REDIS_URI)
+
     # qrcode / session
     QRCODE_LIMIT: int = Field(30, ge=1)
     QRCODE_COLOR: str = Field("#198754", pattern=r"^#[0-9a-fA-F]{6}$")
     CONFIG_SESSION_PHONE_CLIENT: str = "Evolution API"
     CONFIG_SESSION_PHONE_NAME: str = "Chrome"
+    # WA Web version announced at login, e.g. 2.3000.1043857760; unset = the engine's default
+    CONFIG_SESSION_PHONE_VERSION: str | None = None
     DEL_INSTANCE: int | bool = False
     LOG_LEVEL: str = "ERROR,WARN,DEBUG,INFO,LOG,VERBOSE,DARK,WEBHOOKS,WEBSOCKET"
 
@@ -101,13 +116,13 @@ class Settings(BaseSettings):
     WA_ROOT_PUBLIC_KEY: str | None = None  # hex; None = WhatsApp's production root
     CONNECT_WAIT_SECONDS: float = Field(10.0, gt=0, le=120)
     WA_RECONNECT_STABLE_SECONDS: float = Field(60.0, ge=0, le=3600)  # backoff resets after a link this stable
-    EVOLINK_SEND_MIN_GAP_MS: int = Field(0, ge=0, le=600_000)  # per-instance minimum gap between sends; 0 = off
     # request body limits (docs/security.md "Limits"): every route, and /message/* (base64 media)
     EVOLINK_MAX_BODY_BYTES: int = Field(1024 * 1024, ge=1024)
     EVOLINK_MAX_MESSAGE_BODY_BYTES: int = Field(32 * 1024 * 1024, ge=1024)
     # finished outbox rows are purged after these many seconds (docs/security.md "Outbox")
     EVOLINK_OUTBOX_DELIVERED_RETENTION_SECONDS: float = Field(3600.0, ge=0)
     EVOLINK_OUTBOX_FAILED_RETENTION_SECONDS: float = Field(604800.0, ge=0)
+    EVOLINK_SEND_MIN_GAP_MS: int = Field(0, ge=0, le=600_000)  # per-instance minimum gap between sends; 0 = off
 
     # CORS and /verify-creds (Evolution's names and defaults; see docs/gateway.md "Browser apps")
     CORS_ORIGIN: Annotated[list[str], NoDecode] = ["*"]
@@ -131,8 +146,24 @@ class Settings(BaseSettings):
     METRICS_PASSWORD: str | None = None
     METRICS_ALLOWED_IPS: str | None = None
 
+    # Event transports (Evolution's names and defaults; docs/events.md)
+    WEBSOCKET_ENABLED: bool = False
+    WEBSOCKET_GLOBAL_EVENTS: bool = False
+    RABBITMQ_ENABLED: bool = False
+    RABBITMQ_URI: str = ""
+    RABBITMQ_EXCHANGE_NAME: str = Field("evolution_exchange", min_length=1, max_length=255)
+    RABBITMQ_GLOBAL_ENABLED: bool = False
+    RABBITMQ_PREFIX_KEY: str | None = None
+    NATS_ENABLED: bool = False
+    NATS_URI: str = ""
+    NATS_GLOBAL_ENABLED: bool = False
+    NATS_PREFIX_KEY: str | None = None
+    EVOLINK_EVENTS_RETRY_MAX_SECONDS: float = Field(30.0, gt=0, le=3600)  # broker retry cap (evolink's own)
+
     # Per-event global flags, filled from WEBHOOK_EVENTS_<KEY> (not declared one by one).
     webhook_events: dict[str, bool] = Field(default_factory=dict, exclude=True)
+    rabbitmq_events: dict[str, bool] = Field(default_factory=dict, exclude=True)  # RABBITMQ_EVENTS_<KEY>
+    nats_events: dict[str, bool] = Field(default_factory=dict, exclude=True)  # NATS_EVENTS_<KEY>
 
     @field_validator("WEBHOOK_RETRY_NON_RETRYABLE_STATUS_CODES", mode="before")
     @classmethod
@@ -148,6 +179,28 @@ class Settings(BaseSettings):
     @classmethod
     def _cors_methods(cls, value: list[str]) -> list[str]:
         return [m.upper() for m in value]
+
+    @field_validator("CONFIG_SESSION_PHONE_VERSION", mode="before")
+    @classmethod
+    def _phone_version(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return None
+        if isinstance(value, str):
+            from evolink.wa.config import ConfigError as EngineConfigError
+            from evolink.wa.config import format_version, parse_version
+
+            try:
+                return format_version(parse_version(value))
+            except EngineConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @property
+    def wa_version(self) -> tuple[int, int, int]:
+        """The WA Web version the engine announces (CONFIG_SESSION_PHONE_VERSION or the engine's default)."""
+        from evolink.wa.config import DEFAULT_VERSION, parse_version
+
+        return parse_version(self.CONFIG_SESSION_PHONE_VERSION) if self.CONFIG_SESSION_PHONE_VERSION else DEFAULT_VERSION
 
     @field_validator("DEL_INSTANCE", mode="before")
     @classmethod
@@ -171,15 +224,15 @@ class Settings(BaseSettings):
         return self.webhook_events.get(key, False)
 
 
-def _read_event_flags(env: dict[str, str]) -> dict[str, bool]:
+def _read_event_flags(env: dict[str, str], prefix: str = "WEBHOOK_EVENTS_") -> dict[str, bool]:
     flags: dict[str, bool] = {}
     for key in GLOBAL_EVENT_FLAGS:
-        raw = env.get(f"WEBHOOK_EVENTS_{key}")
+        raw = env.get(f"{prefix}{key}")
         if raw is None:
             continue
         low = raw.strip().lower()
         if low not in ("true", "false", "1", "0", "yes", "no", "on", "off", ""):
-            raise ConfigError(f"WEBHOOK_EVENTS_{key}: expected true or false, got {raw!r}")
+            raise ConfigError(f"{prefix}{key}: expected true or false, got {raw!r}")
         flags[key] = low in ("true", "1", "yes", "on")
     return flags
 
@@ -210,8 +263,17 @@ def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Set
         raise ConfigError(f"{name}: {err['msg']}{shown}") from None
     env = _env_with_dotenv(env_file)
     settings.webhook_events = _read_event_flags(env) | dict(overrides.get("webhook_events") or {})
+    settings.rabbitmq_events = _read_event_flags(env, "RABBITMQ_EVENTS_") | dict(overrides.get("rabbitmq_events") or {})
+    settings.nats_events = _read_event_flags(env, "NATS_EVENTS_") | dict(overrides.get("nats_events") or {})
+    for flag, uri, schemes in (("RABBITMQ", settings.RABBITMQ_URI, ("amqp", "amqps")),
+                               ("NATS", settings.NATS_URI, ("nats", "tls", "ws", "wss"))):
+        if getattr(settings, f"{flag}_ENABLED") and uri.split("://", 1)[0] not in schemes:
+            raise ConfigError(f"{flag}_URI: required when {flag}_ENABLED=true, as "
+                              f"{schemes[0]}://[user:password@]host[:port] (got {'nothing' if not uri else 'another scheme'})")
     if settings.DATABASE_PROVIDER == "postgresql" and not settings.DATABASE_CONNECTION_URI:
         raise ConfigError("DATABASE_CONNECTION_URI: required when DATABASE_PROVIDER=postgresql")
+    if settings.EVOLINK_CLUSTER and settings.DATABASE_PROVIDER != "postgresql":
+        raise ConfigError("EVOLINK_CLUSTER: cluster mode needs DATABASE_PROVIDER=postgresql")
     if settings.WEBHOOK_GLOBAL_ENABLED and not settings.WEBHOOK_GLOBAL_URL:
         raise ConfigError("WEBHOOK_GLOBAL_URL: required when WEBHOOK_GLOBAL_ENABLED=true")
     if settings.PROXY_HOST:

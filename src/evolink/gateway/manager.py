@@ -11,6 +11,7 @@ from typing import Any
 
 from evolink.clock import Clock
 from evolink.gateway import names, observe
+from evolink.gateway.cluster import ClusterNode
 from evolink.gateway.messages import MessageHub
 from evolink.gateway.observe import LinkGuard, allow_all
 from evolink.gateway.ports import EngineFactory
@@ -19,6 +20,7 @@ from evolink.gateway.runtime import InstanceRuntime, NotConnected, RuntimeOption
 from evolink.gateway.webhooks import EventPublisher, WebhookTarget
 from evolink.store import Store
 from evolink.store.models import Instance
+from evolink.wa.events import ConnectionState, EngineEvent
 
 log = logging.getLogger("evolink.gateway")
 
@@ -31,13 +33,16 @@ class CreateRequest:
     number: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     webhook: dict[str, Any] | None = None  # Webhook column values
+    # Stores the instance's other per-instance settings (event transports) before INSTANCE_CREATE is
+    # published, so those transports get it too (Evolution's order); called with the new instance id.
+    prepare: Callable[[str], Awaitable[None]] | None = None
 
 
 class InstanceManager:
     def __init__(self, *, store: Store, publisher: EventPublisher, clock: Clock, engine_factory: EngineFactory,
                  options: RuntimeOptions, client_name: str, link_guard: LinkGuard = allow_all,
                  del_instance_after: float | None = None, proxy_fallback: ProxySpec | None = None,
-                 messages: MessageHub | None = None) -> None:
+                 messages: MessageHub | None = None, cluster: ClusterNode | None = None) -> None:
         self.store = store
         self.publisher = publisher
         self.clock = clock
@@ -49,6 +54,11 @@ class InstanceManager:
         self.proxy_fallback = proxy_fallback  # PROXY_* for instances without an enabled proxy of their own
         self.runtimes: dict[str, InstanceRuntime] = {}
         self.messages = messages  # messaging pipeline shared by every instance (observers live here)
+        # Cluster mode (docs/cluster.md): instances are resumed by lease takeover, not all by `load`.
+        self.cluster = cluster
+        if cluster is not None:
+            cluster.bind(self._take_over, self._lease_lost)
+        self.event_hooks: list[Callable[[InstanceRuntime, EngineEvent], Awaitable[None]]] = []  # every runtime
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -60,7 +70,9 @@ class InstanceManager:
                                  options=self.options, link_guard=self.link_guard,
                                  wuid=row.owner_jid, profile_name=row.profile_name,
                                  on_state=lambda _rt: self.publish_states(),
-                                 proxy_lookup=self._proxy_lookup(row.id), messages=self.messages)
+                                 proxy_lookup=self._proxy_lookup(row.id), messages=self.messages,
+                                 fence=self.cluster.fence(row.id) if self.cluster is not None else None)
+            rt.event_hooks = self.event_hooks  # shared list: hooks added later apply to every runtime
             self.runtimes[row.name] = rt
             self.publish_states()
         return rt
@@ -73,17 +85,22 @@ class InstanceManager:
 
     def states(self) -> dict[str, str]:
         """{instance name: open|connecting|close} of the instances loaded in this process."""
-        return {name: rt.state for name, rt in self.runtimes.items()}
+        return {name: rt.state.value for name, rt in self.runtimes.items()}
 
     def publish_states(self) -> None:
         observe.publish_instance_states(self.states())
 
     async def load(self) -> int:
-        """Load this installation's instances; reconnect those that were open or connecting."""
+        """Load this installation's instances; reconnect those that were open or connecting.
+
+        In cluster mode nothing is resumed here: the lease keeper takes over this node's fair share."""
+        if self.cluster is not None:
+            self.cluster.start()
+            return 0
         resumed = 0
         for row in await self.store.list_instances(client_name=self.client_name):
             rt = self._runtime(row)
-            if row.connection_status in ("open", "connecting"):
+            if row.connection_status in (ConnectionState.OPEN, ConnectionState.CONNECTING):
                 try:
                     await rt.resume()
                     resumed += 1
@@ -105,6 +122,8 @@ class InstanceManager:
                                                integration=req.integration, number=req.number,
                                                client_name=self.client_name, settings=req.settings,
                                                webhook=req.webhook)
+        if req.prepare is not None:
+            await req.prepare(row.id)
         rt = self._runtime(row)
         await self.publisher.publish(rt.ref, names.INSTANCE_CREATE, {"instanceName": row.name, "instanceId": row.id})
         self._arm_del_timer(row.name, row.id)
@@ -114,7 +133,7 @@ class InstanceManager:
         rt = await self.get(name)
         if rt is None:
             return
-        if rt.state != "close":
+        if rt.state is not ConnectionState.CLOSE:
             try:
                 await rt.logout()
             except NotConnected:
@@ -159,7 +178,38 @@ class InstanceManager:
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
+        if self.cluster is not None:  # close the sockets, then hand the leases over at once
+            await self.cluster.stop(self._shutdown_runtimes)
+        else:
+            await self._shutdown_runtimes()
+
+    async def _shutdown_runtimes(self) -> None:
         await asyncio.gather(*(rt.shutdown() for rt in list(self.runtimes.values())), return_exceptions=True)
+
+    # --- cluster hooks ---------------------------------------------------------------------------
+
+    def _by_id(self, instance_id: str) -> InstanceRuntime | None:
+        return next((rt for rt in self.runtimes.values() if rt.instance_id == instance_id), None)
+
+    async def _take_over(self, instance_id: str) -> None:
+        """This node now holds the lease: log the instance in from its stored creds (no new link)."""
+        rows = await self.store.list_instances(instance_id=instance_id)
+        if not rows:
+            return
+        old = self._by_id(instance_id)
+        if old is not None and old.lifecycle.stopping:
+            self.runtimes.pop(old.name, None)  # a runtime closed by an earlier lease loss is not reused
+        await self._runtime(rows[0]).resume()
+
+    async def _lease_lost(self, instance_id: str) -> None:
+        """Another node owns the instance: close its socket now and forget the runtime."""
+        rt = self._by_id(instance_id)
+        if rt is None:
+            return
+        await rt.lease_lost()
+        if self.runtimes.get(rt.name) is rt:
+            del self.runtimes[rt.name]
+        self.publish_states()
 
     def _arm_del_timer(self, name: str, instance_id: str) -> None:
         if not self.del_instance_after:
@@ -169,7 +219,7 @@ class InstanceManager:
         def fire() -> None:
             self._timers.pop(name, None)
             rt = self.runtimes.get(name)
-            if rt is not None and rt.instance_id == instance_id and rt.state != "open":
+            if rt is not None and rt.instance_id == instance_id and rt.state is not ConnectionState.OPEN:
                 task = loop.create_task(self.delete(name))
                 task.add_done_callback(_log_failure)
 

@@ -36,7 +36,7 @@ from evolink.store.message_models import MessageRow
 from evolink.store.message_repo import DuplicateMessage, MessageRepo
 from evolink.store.models import Setting
 from evolink.wa import plaintext
-from evolink.wa.events import MessageEvent, ReceiptEvent, ReceiptType
+from evolink.wa.events import ConnectionState, MessageEvent, ReceiptEvent, ReceiptType
 from evolink.wa.store_port import StoredMessage
 
 log = logging.getLogger("evolink.gateway.messages")
@@ -64,7 +64,9 @@ class RuntimeView(Protocol):
 
     name: str
     instance_id: str
-    state: str
+
+    @property
+    def state(self) -> ConnectionState: ...
 
     @property
     def ref(self) -> InstanceRef: ...
@@ -234,7 +236,7 @@ class InstanceMessages:
 
     async def _auto_read(self, chat: str, key_id: str, participant: str | None) -> None:
         engine = self.rt.engine
-        if engine is None or self.rt.state != "open":
+        if engine is None or self.rt.state != ConnectionState.OPEN:
             return
         try:
             await engine.send_read_receipt(chat, [key_id], participant=participant)

@@ -9,6 +9,11 @@ CONNECTION_UPDATE = "connection.update"
 STATUS_INSTANCE = "status.instance"
 REMOVE_INSTANCE = "remove.instance"
 LOGOUT_INSTANCE = "logout.instance"
+CONTACTS_UPSERT = "contacts.upsert"
+CONTACTS_UPDATE = "contacts.update"
+CHATS_UPSERT = "chats.upsert"
+CHATS_UPDATE = "chats.update"
+GROUPS_UPSERT = "groups.upsert"
 # evolink extension (not in Evolution): the host wall clock was stepped; opt-in only.
 CLOCK_STEP = "clock.step"
 

@@ -38,6 +38,7 @@ class EngineRequest:
     clock: Clock
     proxy: str | None = None  # proxy URL for websockets (gateway.proxy.ProxySpec.url()); None = direct
     message_store: Any = None  # evolink.wa.store_port.MessageStore (gateway: SqlMessageStore); None = memory
+    push_name: str | None = None  # the instance's profileName: the push name until the account tells its own
 
 
 EngineFactory = Callable[[EngineRequest], EnginePort]

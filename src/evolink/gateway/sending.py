@@ -38,7 +38,7 @@ from evolink.store.message_models import MessageRow
 from evolink.store.message_repo import DuplicateMessage
 from evolink.wa import jids
 from evolink.wa.chatstate import ChatState
-from evolink.wa.events import CallEvent
+from evolink.wa.events import CallEvent, ConnectionState
 from evolink.wa.message_send import NotConnected, SendError
 from evolink.wire.proto.e2e_pb2 import Message
 
@@ -118,7 +118,7 @@ class InstanceSender:
 
     def _engine(self) -> Any:
         engine = self.rt.engine
-        if engine is None or self.rt.state != "open":
+        if engine is None or self.rt.state != ConnectionState.OPEN:
             raise SendRefused(400, CONNECTION_CLOSED)
         return engine
 
@@ -304,7 +304,7 @@ class InstanceSender:
         ``MESSAGES_UPSERT`` ``fromMe``, no ``SEND_MESSAGE``, as Evolution); ``CALL`` is emitted either way."""
         setting = await self.m.settings()
         engine = self.rt.engine
-        if ev.status == "offer" and setting is not None and engine is not None and self.rt.state == "open":
+        if ev.status == "offer" and setting is not None and engine is not None and self.rt.state == ConnectionState.OPEN:
             if setting.reject_call:
                 try:
                     await engine.reject_call(ev.call_id, ev.caller)

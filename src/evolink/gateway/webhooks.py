@@ -17,21 +17,27 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from evolink.clock import Clock, SystemClock
 from evolink.clock.base import iso_utc
+from evolink.gateway.event_transports import Transport, TransportRouter, message_id, parse_url
 from evolink.gateway.jwt import webhook_jwt
 from evolink.gateway.names import event_key, event_suffix
 from evolink.store import OutboxItem, Store
 from evolink.store.models import OutboxEvent
 
+if TYPE_CHECKING:
+    from evolink.gateway.senders import EventSender
+
 log = logging.getLogger("evolink.gateway.webhooks")
+
+TRANSPORT_SCHEMES = frozenset(t.value for t in Transport)
 
 # Events that exist only per instance (Evolution has no global env flag for them).
 _PER_INSTANCE_ONLY = {"STATUS_INSTANCE", "REMOVE_INSTANCE", "LOGOUT_INSTANCE"}
@@ -101,6 +107,16 @@ def _join(url: str, suffix: str) -> str:
     return url.rstrip("/") + "/" + suffix
 
 
+def _global_destination(global_url: str, suffix: str, webhook: WebhookTarget | None) -> str:
+    """The `destination` field of a global webhook body, as Evolution 2.3.7 fills it (one body for
+    both webhooks): the instance's own webhook URL when it has one (enabled or not), else the global
+    URL with the `/<kebab-event>` suffix, whether or not `WEBHOOK_GLOBAL_WEBHOOK_BY_EVENTS` is on.
+    Only the body says so: the POST goes to the global URL (suffixed only with by-events)."""
+    if webhook is not None and webhook.url:
+        return webhook.url
+    return _join(global_url, suffix)
+
+
 class EventPublisher:
     """Builds envelopes and enqueues them; never blocks on delivery."""
 
@@ -116,15 +132,19 @@ class EventPublisher:
         # In-process listeners (the web manager's live stream): called for every event, before the
         # outbox, with (instance, event, data, date_time); they must not block and must not raise.
         self.listeners: list[Callable[[InstanceRef, str, Any, str], None]] = []
+        # WebSocket / RabbitMQ / NATS (issue 14): their rows go to the same outbox, body = the
+        # webhook body without `destination`, stamped with the same `date_time`.
+        self.transports: TransportRouter | None = None
 
-    def envelope(self, inst: InstanceRef, event: str, data: Any, destination: str) -> dict[str, Any]:
+    def envelope(self, inst: InstanceRef, event: str, data: Any, destination: str,
+                 date_time: str | None = None) -> dict[str, Any]:
         env: dict[str, Any] = {
             "event": event,
             "instance": inst.name,
             "data": data,
             "destination": destination,
             # True UTC from the corrected clock (Evolution emits local wall time with a `Z`).
-            "date_time": iso_utc(self._clock.now()),
+            "date_time": date_time or iso_utc(self._clock.now()),
         }
         if inst.wuid:
             env["sender"] = inst.wuid
@@ -145,6 +165,7 @@ class EventPublisher:
                     log.exception("event listener failed", extra={"event": event})
         key = event_key(event)
         suffix = event_suffix(event)
+        stamp = iso_utc(self._clock.now())
         if webhook is None and use_stored:
             webhook = await self._lookup_webhook(inst.instance_id)
         items: list[OutboxItem] = []
@@ -153,14 +174,20 @@ class EventPublisher:
             if key in wanted or (not wanted and key not in OPT_IN_EVENTS):
                 url = _join(webhook.url, suffix) if webhook.by_events else webhook.url
                 items.append(OutboxItem(lane=_lane(inst.name, webhook.url), instance_name=inst.name, event=event,
-                                        url=url, payload=self.envelope(inst, event, data, webhook.url),
+                                        url=url, payload=self.envelope(inst, event, data, webhook.url, stamp),
                                         headers=dict(webhook.headers or {}) or None))
         g = self._global
         if g.enabled and _valid_url(g.url) and key not in _PER_INSTANCE_ONLY and g.events.get(key, False):
             assert g.url is not None
             url = _join(g.url, suffix) if g.by_events else g.url
             items.append(OutboxItem(lane=_lane(inst.name, g.url), instance_name=inst.name, event=event, url=url,
-                                    payload=self.envelope(inst, event, data, url), headers=None))
+                                    payload=self.envelope(inst, event, data, _global_destination(g.url, suffix,
+                                                                                                 webhook), stamp),
+                                    headers=None))
+        if self.transports is not None:
+            body = self.envelope(inst, event, data, "", stamp)
+            del body["destination"]
+            items.extend(await self.transports.items(inst.name, inst.instance_id, event, key, body))
         if items:
             await self._store.enqueue(items)
             self.wake.set()
@@ -185,8 +212,10 @@ class DeliveryWorker:
     def __init__(self, store: Store, policy: RetryPolicy, wake: asyncio.Event, *, timeout: float = 30.0,
                  concurrency: int = 32, client: httpx.AsyncClient | None = None,
                  retention: float = DELIVERED_RETENTION, failed_retention: float = FAILED_RETENTION,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, senders: Mapping[str, EventSender] | None = None) -> None:
         self._store = store
+        # Non-HTTP transports by URL scheme (`rabbitmq:?…`); see gateway/event_transports.py.
+        self.senders: dict[str, EventSender] = dict(senders or {})
         self._clock: Clock = clock or SystemClock()
         self._retention = retention
         self._failed_retention = failed_retention
@@ -300,6 +329,10 @@ class DeliveryWorker:
                 self._release(row.lane)
 
     async def _attempt(self, row: OutboxEvent) -> None:
+        scheme, address = parse_url(row.url)
+        if scheme in TRANSPORT_SCHEMES:
+            await self._attempt_transport(row, scheme, address)
+            return
         attempts = row.attempts + 1
         status, error = await self._post(row)
         if status is not None and 200 <= status < 300:
@@ -320,6 +353,32 @@ class DeliveryWorker:
         next_at = time.time() + self._policy.delay(attempts)
         await self._store.mark_outbox(row.id, status="pending", attempts=attempts, next_attempt_at=next_at,
                                       error=error)
+        self._settle("retry")
+
+    async def _attempt_transport(self, row: OutboxEvent, scheme: str, address: dict[str, str]) -> None:
+        """One publish through a broker/socket.io sender. Unreachable brokers are retried without limit
+        (nothing is lost while one is down); refusals follow the sender's policy."""
+        attempts = row.attempts + 1
+        sender = self.senders.get(scheme)
+        if sender is None:  # queued while the transport was on; it has been switched off since
+            await self._store.mark_outbox(row.id, status="failed", attempts=attempts,
+                                          error=f"{scheme} events are disabled")
+            self._settle("failed")
+            return
+        result = await sender.send(address, row.event, row.payload, message_id(row.lane, row.id, row.created_at))
+        if result.ok:
+            await self._store.mark_outbox(row.id, status="delivered", attempts=attempts)
+            self._settle("delivered")
+            return
+        if not result.transient and attempts >= sender.policy.max_attempts:
+            log.error("%s publish gave up after %d attempts", scheme, attempts,
+                      extra={"event": row.event, "lane": row.lane, "reason": result.error})
+            await self._store.mark_outbox(row.id, status="failed", attempts=attempts, error=result.error)
+            self._settle("failed")
+            return
+        next_at = time.time() + sender.policy.delay(min(attempts, 32))
+        await self._store.mark_outbox(row.id, status="pending", attempts=attempts, next_attempt_at=next_at,
+                                      error=result.error)
         self._settle("retry")
 
     def _release(self, lane: str) -> None:

@@ -136,6 +136,9 @@ class AdminServer:
         async def phone_send(p: dict[str, str], body: Any) -> tuple[int, Any]:
             return 200, sb.phone_send(p["phone"], _field(body, "to"), _field(body, "text"))
 
+        async def push_name(p: dict[str, str], body: Any) -> tuple[int, Any]:
+            return 200, sb.set_push_name(p["phone"], _field(body, "name"))
+
         async def phone_received(p: dict[str, str], body: Any) -> tuple[int, Any]:
             return 200, sb.phone_received(p["phone"])
 
@@ -143,6 +146,7 @@ class AdminServer:
             return 200, sb.phone_read(p["phone"], _field(body, "ids"))
 
         self._route("POST", "/admin/phones/{phone}/send", phone_send)
+        self._route("POST", "/admin/phones/{phone}/push-name", push_name)
         self._route("GET", "/admin/phones/{phone}/received", phone_received)
         self._route("POST", "/admin/phones/{phone}/read", phone_read)
         self._route("POST", "/admin/groups", create_group)

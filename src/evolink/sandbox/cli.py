@@ -29,8 +29,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--qr-refs", type=int, default=6)
     p.add_argument("--pairing-code-ttl", type=float, default=180.0)
     p.add_argument("--idle-timeout", type=float, default=60.0)
+    p.add_argument("--min-client-version", type=_version, default=None, metavar="X.Y.Z",
+                   help="refuse older WA Web versions with failure 405 (as WhatsApp does a retired one)")
     p.add_argument("--log-level", default="WARNING")
     return p
+
+
+def _version(text: str) -> tuple[int, int, int]:
+    parts = text.split(".")
+    if len(parts) != 3 or not all(p.isascii() and p.isdigit() for p in parts):
+        raise argparse.ArgumentTypeError(f"expected X.Y.Z (e.g. 2.3000.1043857760), got {text!r}")
+    return int(parts[0]), int(parts[1]), int(parts[2])
 
 
 async def _run(config: SandboxConfig) -> int:
@@ -59,6 +68,7 @@ def main(argv: list[str]) -> int:
         data_dir=None if args.memory else args.data, clock_offset=args.clock_offset,
         qr_ref_count=args.qr_refs, qr_first_ttl=args.qr_first_ttl, qr_next_ttl=args.qr_next_ttl,
         pairing_code_ttl=args.pairing_code_ttl, idle_timeout=args.idle_timeout,
+        min_client_version=args.min_client_version,
     )
     try:
         return asyncio.run(_run(config))

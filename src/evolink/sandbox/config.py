@@ -46,3 +46,8 @@ class SandboxConfig:
 
     # Primary phone's platform announced in pair-success.
     phone_platform: str = "android"
+
+    # Oldest WA Web version (ClientPayload userAgent.appVersion) accepted: an older one gets
+    # `<failure reason="405"/>` after the handshake, for login and registration alike, as the real service
+    # answers a retired version. None accepts any version.
+    min_client_version: tuple[int, int, int] | None = None

@@ -22,7 +22,7 @@ from websockets.exceptions import ConnectionClosed
 
 from evolink.sandbox import iq, stanzas
 from evolink.sandbox.errors import AdminError
-from evolink.sandbox.handshake import handshake
+from evolink.sandbox.handshake import client_version, handshake, version_refused
 from evolink.sandbox.host import Host
 from evolink.sandbox.linking import CodeRegistration, Linker, ProtocolViolation, Registration
 from evolink.sandbox.login import login, welcome
@@ -194,6 +194,13 @@ class Connection:
         host = self.host
         done = await handshake(self.link, host.server_static, host.cert_chain(), host.config.handshake_timeout)
         self.client_static = done.client_static
+        if version_refused(done.payload, host.config.min_client_version):
+            shown = ".".join(str(p) for p in client_version(done.payload))
+            log.info("client version refused", extra={"conn": self.id, "version": shown})
+            self.link.begin_close(1000, "client version refused: 405",
+                                  Node("failure", {"reason": "405", "location": "sandbox"}))
+            await self.link.wait_closed()
+            return False
         if done.payload.HasField("username"):
             self.state = State.LOGIN
             record = await login(host, self.link, done.payload, done.client_static)

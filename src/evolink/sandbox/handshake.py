@@ -4,6 +4,8 @@ Intro ``WA 06 03`` or ``ED 00 01 <len3> <routing> WA 06 03`` (the frame reader s
 client hello → server hello with the certificate chain → client finish carrying the
 ``ClientPayload``: a login when it has a ``username``, a registration when it has
 ``devicePairingData``. The whole exchange must finish within ``handshake_timeout``.
+A payload announcing a WA Web version older than ``min_client_version`` is answered
+``<failure reason="405"/>`` (the real service's answer to a retired version).
 """
 
 from __future__ import annotations
@@ -21,6 +23,16 @@ from evolink.wire.proto import wa_pb2
 class Handshaken:
     client_static: bytes
     payload: wa_pb2.ClientPayload
+
+
+def client_version(payload: wa_pb2.ClientPayload) -> tuple[int, int, int]:
+    v = payload.userAgent.appVersion
+    return v.primary, v.secondary, v.tertiary
+
+
+def version_refused(payload: wa_pb2.ClientPayload, minimum: tuple[int, int, int] | None) -> bool:
+    """True when the client's WA Web version is older than ``minimum`` (None: every version is accepted)."""
+    return minimum is not None and client_version(payload) < minimum
 
 
 async def handshake(link: Link, server_static: KeyPair, cert_chain: bytes, within: float) -> Handshaken:

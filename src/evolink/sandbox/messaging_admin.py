@@ -11,9 +11,11 @@ import logging
 from collections import deque
 from typing import Any
 
+from evolink.sandbox import groups
 from evolink.sandbox.clock import SandboxClock
 from evolink.sandbox.errors import AdminError
 from evolink.sandbox.phone_signal import PhoneSignal
+from evolink.sandbox.router import Router
 from evolink.sandbox.routing_store import RoutingStore
 from evolink.sandbox.store import PhoneRecord
 from evolink.wire.binary import Node
@@ -24,6 +26,7 @@ MAX_PHONE_INBOX = 1000  # stanzas kept per simulated phone (device 0)
 
 
 class MessagingControls:
+    router: Router
     routing: RoutingStore
     phone_signal: PhoneSignal
     clock: SandboxClock
@@ -61,6 +64,7 @@ class MessagingControls:
             phones.insert(0, owner)
         roster = [(p, "superadmin" if p == owner else "") for p in phones]
         group = self.routing.create_group(subject, owner, roster, self.clock.unix(), str(addressing_mode))
+        groups.announce_created(self.router.sv, group)
         log.info("group created", extra={"group": group.id, "members": len(roster)})
         return self.group_json(group.id)
 
@@ -84,6 +88,14 @@ class MessagingControls:
         """What was routed to the phone (device 0), oldest first: envelope and ciphertexts."""
         record = self._phone(phone)
         return [_stanza_json(n) for n in self.phone_inbox.get(record.phone, ())]
+
+    def set_push_name(self, phone: object, name: object) -> dict[str, Any]:
+        """The phone's user sets the account's name: later messages it writes carry it as `notify`."""
+        if not isinstance(name, str) or not 0 < len(name.strip()) <= 100:
+            raise AdminError(400, "invalid_name", "name must be 1..100 characters")
+        number = self._phone(phone).phone
+        self.phone_signal.router.sv.push_names[number] = name.strip()
+        return {"phone": number, "push_name": name.strip()}
 
     def phone_send(self, phone: object, to: object, text: object) -> dict[str, Any]:
         """The phone's user sends ``text`` to a user (PN or LID JID) or a group, end-to-end encrypted."""

@@ -240,10 +240,12 @@ class PhoneSignal:
         dsm = e2e_pb2.Message()
         dsm.deviceSentMessage.destinationJid = chat.user_jid
         dsm.deviceSentMessage.message.CopyFrom(content)
-        targets = [(chat.at(d), plain) for d, _ in sv.directory.devices(chat.phone)]
-        if chat.phone != phone:
-            targets += [(me.at(d).with_form(chat.lid_form), dsm.SerializeToString())
-                        for d, _ in sv.directory.devices(phone) if d != 0]
+        own = [(me.at(d).with_form(chat.lid_form), dsm.SerializeToString())
+               for d, _ in sv.directory.devices(phone) if d != 0]
+        if chat.phone == phone:
+            targets = own  # a note to self: only our companions, each with the deviceSentMessage copy
+        else:
+            targets = [(chat.at(d), plain) for d, _ in sv.directory.devices(chat.phone)] + own
         entries = [n for addr, data in targets if (n := self._encrypt_for(phone, addr, data)) is not None]
         return Node("message", {"id": mid, "to": chat.user_jid, "type": "text"}, [Node("participants", {}, entries)])
 

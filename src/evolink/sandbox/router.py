@@ -43,6 +43,7 @@ class Router:
         self._phone_inbox = phone_inbox
         self._phone_top_up = phone_top_up
         services.notify = self.push
+        services.deliver = self.deliver_notification
         self.routed = 0  # stanzas handed to devices (queued or live)
 
     # -------------------------------------------------------------------------- inbound
@@ -82,6 +83,11 @@ class Router:
         conn = self._live(phone, device)
         if conn is not None and conn.deliverable:
             conn.push(node)
+
+    def deliver_notification(self, phone: str, device: int, node: Node) -> None:
+        """A durable notification (e.g. ``w:gp2``) to a companion device; the simulated phone needs none."""
+        if device:
+            self.deliver(phone, device, node, tag="notification", peer="")
 
     def push(self, phone: str, device: int, node: Node) -> None:
         """Send a notification to a device if it is online (not queued: it is re-derivable).

@@ -52,6 +52,13 @@ CREATE TABLE IF NOT EXISTS group_members (
     admin TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (group_id, phone)
 );
+CREATE TABLE IF NOT EXISTS group_descriptions (
+    group_id TEXT PRIMARY KEY REFERENCES groups(id) ON DELETE CASCADE,
+    description_id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    author TEXT NOT NULL,
+    t INTEGER NOT NULL
+);
 """
 
 
@@ -206,6 +213,24 @@ class RoutingStore:
         members = self._db.execute("SELECT phone, admin FROM group_members WHERE group_id = ? ORDER BY rowid",
                                    (gid,)).fetchall()
         return Group(row[0], row[1], row[2], int(row[3]), row[4], tuple((m[0], m[1]) for m in members))
+
+    def set_admin(self, gid: str, phones: list[str], admin: str) -> None:
+        with self._db:
+            self._db.executemany("UPDATE group_members SET admin = ? WHERE group_id = ? AND phone = ?",
+                                 [(admin, gid, p) for p in phones])
+
+    def set_description(self, gid: str, description: tuple[str, str, str, int] | None) -> None:
+        """(id, body, author phone, t), or None to clear it."""
+        with self._db:
+            self._db.execute("DELETE FROM group_descriptions WHERE group_id = ?", (gid,))
+            if description is not None:
+                self._db.execute("INSERT INTO group_descriptions (group_id, description_id, body, author, t) "
+                                 "VALUES (?, ?, ?, ?, ?)", (gid, *description))
+
+    def get_description(self, gid: str) -> tuple[str, str, str, int] | None:
+        row = self._db.execute("SELECT description_id, body, author, t FROM group_descriptions WHERE group_id = ?",
+                               (gid,)).fetchone()
+        return None if row is None else (row[0], row[1], row[2], int(row[3]))
 
     def list_groups(self) -> list[Group]:
         rows = self._db.execute("SELECT id FROM groups ORDER BY created_at, id").fetchall()

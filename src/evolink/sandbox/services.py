@@ -22,7 +22,10 @@ class Services:
     routing: RoutingStore
     # Pushed to a device after an answer (e.g. the pre-key low-count notification): (phone, device, node).
     notify: Callable[[str, int, Node], None] = field(default=lambda phone, device, node: None)
-    # Account push names: the server stamps them on routed messages as ``notify`` (WhatsApp does).
+    # Queued until acknowledged, and pushed now when online (group notifications): (phone, device, node).
+    deliver: Callable[[str, int, Node], None] = field(default=lambda phone, device, node: None)
+        # The account's push name (the name its contacts see), by phone: sent as the `notify` attribute of the
+    # messages it writes, as WhatsApp does (it is how a companion learns its own name). In memory only.
     push_names: dict[str, str] = field(default_factory=dict)
 
 

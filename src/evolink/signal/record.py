@@ -235,6 +235,8 @@ def _state_from_pb(r: pb.SessionStateRecord) -> SessionState:
         )
     if receiving > MAX_RECEIVER_CHAINS or len(chains) > MAX_RECEIVER_CHAINS + 1:
         raise InvalidRecord("session record: too many chains")
+    if any(c.sending and k != our.public for k, c in chains.items()):
+        raise InvalidRecord("session record: a sending chain that is not our ratchet key's")
     pending = None
     if r.HasField("pendingPreKey"):
         p = r.pendingPreKey

@@ -309,6 +309,8 @@ def _step_ratchet(state: SessionState, their: bytes, previous_counter: int, rng:
 
 def _decrypt_with(state: SessionState, msg: _Whisper, our_identity: IdentityKeyPair, rng: Rng) -> bytes:
     """Decrypt ``msg`` with ``state`` (a clone, mutated in place)."""
+    if msg.ratchet_key == state.our_ratchet.public:  # would step onto (and drop) our own chain
+        raise InvalidMessage("message names our own ratchet key")
     if msg.ratchet_key not in state.chains:
         _step_ratchet(state, msg.ratchet_key, msg.previous_counter, rng)
     chain = state.chains[msg.ratchet_key]

@@ -12,8 +12,10 @@ DEFAULT_WS_URL = "wss://web.whatsapp.com/ws/chat"
 DEFAULT_ORIGIN = "https://web.whatsapp.com"
 # WhatsApp's long-term Noise certificate root (both Baileys and whatsmeow pin it).
 WA_ROOT_PUBLIC_KEY = bytes.fromhex("142375574d0a587166aae71ebe516437c4a28b73e3695c6ce1f7f9545da8ee6b")
-# WA Web version shipped by baileys@7.0.0-rc14 (the pinned interop peer).
+# WA Web version shipped by baileys@7.0.0-rc14 (the pinned interop peer). WhatsApp retires old versions
+# (every login then fails with `failure 405`); the gateway overrides it with CONFIG_SESSION_PHONE_VERSION.
 DEFAULT_VERSION: tuple[int, int, int] = (2, 3000, 1043857760)
+VERSION_VARIABLE = "CONFIG_SESSION_PHONE_VERSION"
 
 # DeviceProps.PlatformType by browser name (subset that matters for display).
 _PLATFORM_TYPES = {
@@ -27,6 +29,22 @@ _COMPANION_IDS = {
 
 class ConfigError(ValueError):
     """An engine option is out of range or inconsistent."""
+
+
+def parse_version(text: str) -> tuple[int, int, int]:
+    """`"2.3000.1043857760"` → `(2, 3000, 1043857760)`: three dot-separated decimal numbers, each fitting
+    the ClientPayload's uint32 fields (ASCII digits only)."""
+    parts = text.strip().split(".")
+    if len(parts) != 3 or not all(p.isascii() and p.isdigit() and len(p) <= 10 for p in parts):
+        raise ConfigError(f"expected a WA Web version like 2.3000.1043857760 (three numbers), got {text!r}")
+    major, minor, build = (int(p) for p in parts)
+    if max(major, minor, build) >= 1 << 32:
+        raise ConfigError(f"WA Web version numbers must be below 2^32, got {text!r}")
+    return major, minor, build
+
+
+def format_version(version: tuple[int, int, int]) -> str:
+    return ".".join(str(p) for p in version)
 
 
 @dataclass(frozen=True, slots=True)

@@ -83,7 +83,8 @@ def _success(engine: Engine, conn: Connection, node: Node) -> None:
 
 
 def _failure(engine: Engine, conn: Connection, node: Node) -> None:
-    conn.finish(from_failure(node.attrs.get("reason"), node.attrs.get("message")))
+    # a 405 names the version we announced and the variable that changes it
+    conn.finish(from_failure(node.attrs.get("reason"), node.attrs.get("message"), engine.config.version))
 
 
 def _stream_error(engine: Engine, conn: Connection, node: Node) -> None:

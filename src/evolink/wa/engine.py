@@ -29,11 +29,13 @@ from evolink.wa.events import (
     CloseEvent,
     CloseReason,
     ConnectingEvent,
+    ConnectionState,
     CredsUpdatedEvent,
     EngineEvent,
     LoggedOutEvent,
     OpenEvent,
     PairingCodeEvent,
+    PushNameEvent,
     ServerTimeEvent,
 )
 from evolink.wa.handshake import HandshakeTimeout, perform_handshake
@@ -50,7 +52,14 @@ from evolink.wa.pair_code import (
 )
 from evolink.wa.payload import PayloadError, login_payload, registration_payload
 from evolink.wa.plaintext import QuotedMessage
-from evolink.wa.presence import PresenceNotConnected, presence_node, unified_session_node
+from evolink.wa.presence import (
+    NO_NAME_MESSAGE,
+    PresenceNoName,
+    PresenceNotConnected,
+    presence_node,
+    unified_session_node,
+    usable_push_name,
+)
 from evolink.wa.reconnect import ReconnectPolicy
 from evolink.wa.signal_adapter import default_cipher
 from evolink.wa.socket import ConnectFailed, FrameSocket, NoiseSocket, SocketClosed
@@ -84,7 +93,7 @@ class Engine:
         self._conn: Connection | None = None
         self._conn_changed = asyncio.Event()
         self._pair_lock = asyncio.Lock()
-        self._state = "close"
+        self._state: ConnectionState = ConnectionState.CLOSE
         self._creds: Creds | None = None
         self._wiped = False
         self._new_login = False
@@ -99,8 +108,8 @@ class Engine:
     # ------------------------------------------------------------------ public API
 
     @property
-    def state(self) -> str:
-        """"close" | "connecting" | "open"."""
+    def state(self) -> ConnectionState:
+        """CLOSE | CONNECTING | OPEN (Evolution's strings)."""
         return self._state
 
     @property
@@ -136,9 +145,9 @@ class Engine:
         if task is not None and not task.done():
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-            self._state = "close"
+            self._state = ConnectionState.CLOSE
             self.emit(CloseEvent(CloseReason.CLOSED_BY_USER, None, False, "closed by user"))
-        self._state = "close"
+        self._state = ConnectionState.CLOSE
         self._notify()
         self._bus.end_streams()
 
@@ -169,14 +178,18 @@ class Engine:
     async def send_presence(self, presence: str) -> None:
         """Send our own presence (``available`` / ``unavailable``) on the logged-in socket.
 
-        ``InvalidPresence`` for anything else, ``PresenceNotConnected`` when no logged-in socket is up.
+        ``InvalidPresence`` for anything else, ``PresenceNotConnected`` when no logged-in socket is up,
+        ``PresenceNoName`` while the account's push name is unknown (whatsmeow's rule; see presence.py).
         """
         creds = self._creds
-        push_name = (creds.push_name if creds is not None else None) or self.config.push_name
+        push_name = usable_push_name(creds.push_name if creds is not None else None) or \
+            usable_push_name(self.config.push_name)
         node = presence_node(presence, push_name)  # validates before looking at the socket
         conn = self._conn
-        if conn is None or not conn.opened or conn.closed or self._state != "open":
+        if conn is None or not conn.opened or conn.closed or self._state != ConnectionState.OPEN:
             raise PresenceNotConnected(f"Connection Closed: the engine is {self._state}, not open")
+        if push_name is None:
+            raise PresenceNoName(NO_NAME_MESSAGE)
         if presence == "available":
             await self.send_unified_session(conn)  # as Baileys does before going online
         try:
@@ -278,7 +291,7 @@ class Engine:
     def live_connection(self) -> Connection | None:
         """The logged-in socket, or None."""
         conn = self._conn
-        if conn is None or not conn.opened or conn.closed or self._state != "open":
+        if conn is None or not conn.opened or conn.closed or self._state != ConnectionState.OPEN:
             return None
         return conn
 
@@ -292,6 +305,17 @@ class Engine:
         await self.store.save(creds)
         self._wiped = False
         self.emit(CredsUpdatedEvent(creds.to_dict()))
+
+    async def learn_push_name(self, name: str | None, source: str) -> None:
+        """Adopt the account's push name when it is new: saved with the creds, then ``PushNameEvent``."""
+        clean = usable_push_name(name)
+        creds = self._creds
+        if clean is None or creds is None or creds.push_name == clean:
+            return
+        creds.push_name = clean
+        await self.save_creds(creds)
+        log.info("push name learned", extra={"source": source})  # the name itself is personal data
+        self.emit(PushNameEvent(clean, source))
 
     def mark_new_login(self) -> None:
         self._new_login = True
@@ -318,7 +342,7 @@ class Engine:
         if conn.closed:
             return
         conn.opened = True
-        self._state = "open"
+        self._state = ConnectionState.OPEN
         self._policy.opened(asyncio.get_running_loop().time())  # reset only if it stays up (reconnect.py)
         creds = conn.creds
         is_new, self._new_login = self._new_login, False
@@ -367,10 +391,10 @@ class Engine:
         try:
             while True:
                 attempt += 1
-                self._state = "connecting"
+                self._state = ConnectionState.CONNECTING
                 self.emit(ConnectingEvent(attempt))
                 d = await self._connect_once()
-                self._state = "close"
+                self._state = ConnectionState.CLOSE
                 if self._policy.closed(asyncio.get_running_loop().time()):
                     self._immediate_streak = 0
                 self.last_disconnect = d
@@ -396,7 +420,7 @@ class Engine:
                 if delay > 0:
                     await asyncio.sleep(delay)
         finally:
-            self._state = "close"
+            self._state = ConnectionState.CLOSE
 
     async def _load_creds(self) -> Creds:
         if self._creds is None:

@@ -11,6 +11,19 @@ from enum import StrEnum
 from typing import Any
 
 
+class ConnectionState(StrEnum):
+    """Connection states with Evolution's strings (`connectionState`, `connection.update`, metrics).
+
+    The engine is only ever OPEN, CONNECTING or CLOSE; REFUSED appears only in the gateway's
+    `connection.update` when QRCODE_LIMIT is reached (Evolution's `state: "refused"`).
+    """
+
+    OPEN = "open"
+    CONNECTING = "connecting"
+    CLOSE = "close"
+    REFUSED = "refused"
+
+
 class CloseReason(StrEnum):
     LOGGED_OUT = "logged_out"  # 401 / device_removed: creds wiped, no reconnect
     FORBIDDEN = "forbidden"  # 403: no reconnect
@@ -169,6 +182,25 @@ class CallEvent:
     group_jid: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class PushNameEvent:
+    """The engine learned (or re-learned) the account's push name; it is already saved with the creds."""
+
+    name: str
+    source: str  # "own-message" | "pair-success"
+
+
+@dataclass(frozen=True, slots=True)
+class GroupsUpsertEvent:
+    """We were added to new groups (``w:gp2`` ``<create>``), Baileys' ``groups.upsert``.
+
+    ``groups`` are ``evolink.wa.group_meta.GroupMetadata``; ``author`` is who created/added (JID or None).
+    """
+
+    groups: tuple[Any, ...]
+    author: str | None = None
+
+
 EngineEvent = (
     QrEvent
     | PairingCodeEvent
@@ -182,4 +214,6 @@ EngineEvent = (
     | ReceiptEvent
     | UndecryptableEvent
     | CallEvent
+    | PushNameEvent
+    | GroupsUpsertEvent
 )

@@ -41,8 +41,8 @@ async def handle_success(engine: Engine, conn: Connection, success: Node) -> Non
     engine.on_open(conn)
     await engine.send_unified_session(conn)
     try:
-        async with engine.messaging.prekey_lock:
-            await prekeys.check_digest(conn, creds, cfg.prekey_upload_count, save=engine.save_creds)
+        await prekeys.check_digest(conn, creds, cfg.prekey_upload_count, save=engine.save_creds,
+                                   lock=engine.messaging.prekey_lock)
     except ConnectionLost as exc:
         # The socket closed while the check was in flight (logout, close, replaced): nothing to warn about;
         # the check runs again on the next login.

@@ -138,6 +138,9 @@ async def receive(engine: Engine, conn: Connection, node: Node) -> None:
         return
     m.learn_pair(env.sender if not jids.is_lid(env.sender) else env.sender_alt,
                  env.sender if jids.is_lid(env.sender) else env.sender_alt)
+    if env.from_me and env.push_name:
+        # the server names the writer in `notify`: on our own devices' messages that is our push name
+        await engine.learn_push_name(env.push_name, "own-message")
     async with m.lock:
         if await m.store.has_incoming(env.id):
             log.debug("redelivered message already stored", extra={"id": env.id})

@@ -66,12 +66,42 @@ async def send_message(engine: Engine, to: str, message: Message, *, message_id:
     chat = f"{target.user}@{target.server}"
     m = engine.messaging
     msg_id = message_id or jids.message_id(conn.creds.me_jid, engine.clock.time())
+    ack, now, n = await _send_once(engine, conn, chat, msg_id, message, within)
+    if _refused(ack):
+        # A refused stanza reached nobody. The usual cause is a stale device list (a peer's device
+        # changed while we were offline and missed its notification): forget the cached lists and
+        # build the stanza once more from fresh ones. The ratchet moved on with the refused copies;
+        # peers skip those message keys.
+        log.info("server refused a send; retrying with fresh device lists",
+                 extra={"id": msg_id, "error": ack.attrs.get("error")})
+        m.forget_all_devices()
+        ack, now, n = await _send_once(engine, conn, chat, msg_id, message, within)
+    if _refused(ack):
+        raise SendError(f"server refused {msg_id}: error {ack.attrs.get('error')}")
+    t = ack.attrs.get("t", "")
+    log.info("message sent", extra={"id": msg_id, "devices": n})
+    return SendResult(msg_id, int(t) if t.isdigit() else now, n)
+
+
+def _refused(ack: Node) -> bool:
+    error = ack.attrs.get("error")
+    return bool(error) and error != "0"
+
+
+async def _send_once(engine: Engine, conn: Connection, chat: str, msg_id: str, message: Message,
+                     within: float | None) -> tuple[Node, int, int]:
+    """Encrypt, record, send, and wait for the server's ack (returned, refused or not)."""
+    m = engine.messaging
+    delivered = False
     try:
+        # Device lists and group metadata are network round trips that touch no Signal state:
+        # fetched before taking the lock, so receiving is never held up by them.
+        devices, mode = await _targets(m, conn, chat)
         async with m.lock:
             if jids.is_group(chat):
-                node, changes, n = await _group_stanza(m, conn, chat, msg_id, message)
+                node, changes, n = await _group_stanza(m, conn, chat, msg_id, message, devices, mode)
             else:
-                node, changes, n = await _dm_stanza(m, conn, chat, msg_id, message)
+                node, changes, n = await _dm_stanza(m, conn, chat, msg_id, message, devices)
             now = int(engine.clock.time())
             await m.store.record_outgoing(OutgoingMessage(msg_id, chat, message.SerializeToString(), now), changes)
         future = m.expect_ack(msg_id)
@@ -82,16 +112,22 @@ async def send_message(engine: Engine, to: str, message: Message, *, message_id:
             raise SendError(f"no server ack for {msg_id} within {within or engine.config.query_timeout:g}s") from None
         finally:
             m.drop_ack(msg_id)
+        delivered = not _refused(ack)
+        theirs = ack.attrs.get("phash")
+        if theirs and theirs != node.attrs.get("phash"):
+            # The server's device list differs from ours: refresh it before the next send (a
+            # device we missed answers the skmsg it cannot read with a retry receipt).
+            m.forget_all_devices()
     except ConnectionLost as exc:
         raise NotConnected(f"Connection Closed: {exc}") from None
     except (IqError, QueryTimeout, usync.UsyncError) as exc:
         raise SendError(f"could not prepare {msg_id}: {exc}") from None
-    error = ack.attrs.get("error")
-    if error and error != "0":
-        raise SendError(f"server refused {msg_id}: error {error}")
-    t = ack.attrs.get("t", "")
-    log.info("message sent", extra={"id": msg_id, "devices": n})
-    return SendResult(msg_id, int(t) if t.isdigit() else now, n)
+    finally:
+        if not delivered and jids.is_group(chat):
+            # Who got our sender key was marked optimistically: unknown now, so distribute it to
+            # every member device again with the next group message.
+            m.skdm_sent.pop(chat, None)
+    return ack, now, n
 
 
 def _own_user(creds: Creds, lid_namespace: bool) -> str:
@@ -159,13 +195,26 @@ def _stanza(msg_id: str, to: str, children: list[Node], creds: Creds, *, phash_o
     return Node("message", attrs, children)
 
 
-async def _dm_stanza(m: Messaging, conn: Connection, chat: str, msg_id: str, message: Message
-                     ) -> tuple[Node, StateChanges, int]:
+async def _targets(m: Messaging, conn: Connection, chat: str) -> tuple[list[str], str]:
+    """Every device to encrypt for (never our own) and, for a group, its addressing mode."""
     creds = conn.creds
+    if jids.is_group(chat):
+        members, mode = await group_participants(conn, chat, m)
+        own_user = _own_user(creds, mode == "lid")
+        if own_user not in members:
+            members.append(own_user)
+        return [d for d in await usync.devices(m, conn, members) if not _is_own_device(creds, d)], mode
     own_user = _own_user(creds, jids.is_lid(chat))
     devices = [d for d in await usync.devices(m, conn, [chat, own_user]) if not _is_own_device(creds, d)]
     if not any(jids.non_ad(d) == chat for d in devices):
         raise SendError(f"{chat} has no devices")
+    return devices, ""
+
+
+async def _dm_stanza(m: Messaging, conn: Connection, chat: str, msg_id: str, message: Message,
+                     devices: list[str]) -> tuple[Node, StateChanges, int]:
+    creds = conn.creds
+    own_user = _own_user(creds, jids.is_lid(chat))
     changes = StateChanges()
     ready = await _ensure_sessions(m, conn, devices, changes)
     plain = plaintext.encode(message)
@@ -202,15 +251,10 @@ async def group_participants(conn: Connection, group: str, m: Messaging) -> tupl
     return members, mode
 
 
-async def _group_stanza(m: Messaging, conn: Connection, group: str, msg_id: str, message: Message
-                        ) -> tuple[Node, StateChanges, int]:
+async def _group_stanza(m: Messaging, conn: Connection, group: str, msg_id: str, message: Message,
+                        devices: list[str], mode: str) -> tuple[Node, StateChanges, int]:
     creds = conn.creds
-    members, mode = await group_participants(conn, group, m)
     lid_mode = mode == "lid"
-    own_user = _own_user(creds, lid_mode)
-    if own_user not in members:
-        members.append(own_user)
-    devices = [d for d in await usync.devices(m, conn, members) if not _is_own_device(creds, d)]
     own_device = (creds.me_lid and jids.device_jid(creds.me_lid, jids.parse(creds.me_jid or "").device)
                   if lid_mode else creds.me_jid)
     assert own_device is not None

@@ -105,6 +105,9 @@ class Messaging:
         if len(self._device_cache) > BOUNDED:
             self._device_cache.pop(next(iter(self._device_cache)))
 
+    def forget_all_devices(self) -> None:
+        self._device_cache.clear()
+
     def forget_devices(self, user: str) -> None:
         self._device_cache.pop(user, None)
         other = self.lid_of.get(user) or self.pn_of.get(user)

@@ -7,6 +7,8 @@
   heals through the peer's retry receipt).
 - ``devices``: a contact's device list changed; drop the cached list.
 - ``link_code_companion_reg``: the phone typed our pairing code (``pair_code``).
+- ``w:gp2`` with ``<create><group …/></create>``: we are a member of a new group → ``GroupsUpsertEvent``
+  (other ``w:gp2`` children — subject, participants, settings — are acknowledged and not reported yet).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 from evolink.wa import jids, prekeys
 from evolink.wa.ack import ack_for
 from evolink.wa.connection import Connection, IqError, QueryTimeout
+from evolink.wa.events import GroupsUpsertEvent
+from evolink.wa.group_meta import GroupError, learn_pairs, parse_group
 from evolink.wa.pair_code import handle_primary_hello
 from evolink.wire.binary import Node
 
@@ -66,10 +70,28 @@ async def _link_code(engine: Engine, conn: Connection, node: Node) -> None:
     await handle_primary_hello(engine, conn, node)
 
 
+async def _group(engine: Engine, conn: Connection, node: Node) -> None:
+    created = []
+    for child in node.children("create"):
+        group = child.child("group")
+        if group is None:
+            continue
+        try:
+            meta = parse_group(group)
+        except GroupError as exc:
+            log.warning("w:gp2 create without usable metadata: %s", exc)
+            continue
+        learn_pairs(engine.messaging, meta)
+        created.append(meta)
+    if created:
+        engine.emit(GroupsUpsertEvent(tuple(created), node.attrs.get("participant") or None))
+
+
 HANDLERS: dict[str, NotificationHandler] = {
     "encrypt": _encrypt,
     "devices": _devices,
     "link_code_companion_reg": _link_code,
+    "w:gp2": _group,
 }
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from evolink.wa.connection import Connection
 from evolink.wa.events import CloseReason
+from evolink.wa.presence import name_at_link
 from evolink.wa.stream_errors import Disconnect
 from evolink.wire.binary import SERVER_JID, Node
 from evolink.wire.crypto import (
@@ -119,8 +120,7 @@ async def handle_pair_success(engine: Engine, conn: Connection, iq: Node, pair_s
     creds.account = linked.account
     creds.primary_identity = linked.primary_identity
     creds.adv_secret = linked.adv_secret
-    if engine.config.push_name:
-        creds.push_name = engine.config.push_name
+    creds.push_name = name_at_link(engine.config.push_name, creds.push_name, linked.business_name)
     await engine.save_creds(creds)
     conn.is_new_login = True
     engine.mark_new_login()

@@ -121,11 +121,16 @@ def digest_query() -> Node:
     return Node("iq", {"to": SERVER_JID, "type": "get", "xmlns": "encrypt"}, [Node("digest")])
 
 
-async def check_digest(conn: Connection, creds: Creds, upload_count: int, save: SaveCreds | None = None) -> int:
+async def check_digest(conn: Connection, creds: Creds, upload_count: int, save: SaveCreds | None = None,
+                       lock: asyncio.Lock | None = None) -> int:
     """Ask the server for its digest of our key bundle (as Baileys does after login); a reply without
-    ``<digest>`` means the server lost our bundle, so a fresh batch is uploaded. Returns keys uploaded."""
+    ``<digest>`` means the server lost our bundle, so a fresh batch is uploaded. Returns keys uploaded.
+    ``lock`` (the engine's pre-key lock) is held for the upload only, not across the digest query."""
     reply = await conn.query(digest_query())
     if reply.child("digest") is not None:
         return 0
     log.warning("encrypt digest reply has no digest node; re-uploading pre-keys")
-    return await upload(conn, creds, upload_count, save)
+    if lock is None:
+        return await upload(conn, creds, upload_count, save)
+    async with lock:
+        return await upload(conn, creds, upload_count, save)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from evolink.wa.config import VERSION_VARIABLE, format_version
 from evolink.wa.events import CloseReason
 
 
@@ -80,8 +81,17 @@ def from_stream_error(code: str | None, conflict_type: str | None, child_tags: l
     return for_code(500, "stream error without code" + (f" ({', '.join(child_tags)})" if child_tags else ""))
 
 
-def from_failure(reason: str | None, message: str | None = None) -> Disconnect:
-    """``<failure reason=N/>`` in answer to a login payload."""
+def outdated_message(version: tuple[int, int, int] | None) -> str:
+    """What a `failure 405` tells the operator: the one variable that fixes it."""
+    shown = f" {format_version(version)}" if version is not None else ""
+    return (f"WhatsApp refused this WA Web version{shown} (failure 405: retired); set {VERSION_VARIABLE} "
+            "to the current WA Web version (e.g. the one a fresh web.whatsapp.com session announces) "
+            "and connect again")
+
+
+def from_failure(reason: str | None, message: str | None = None,
+                 version: tuple[int, int, int] | None = None) -> Disconnect:
+    """``<failure reason=N/>`` in answer to a login payload (`version`: what the client announced)."""
     numeric = _int(reason)
     text = message or f"login failure {reason}"
     if numeric in (401, 406):
@@ -89,7 +99,7 @@ def from_failure(reason: str | None, message: str | None = None) -> Disconnect:
     if numeric == 402:
         return _final(CloseReason.FORBIDDEN, 402, f"temporarily banned: {text}")
     if numeric == 405:
-        return _final(CloseReason.CLIENT_OUTDATED, 405, "client version refused by the server")
+        return _final(CloseReason.CLIENT_OUTDATED, 405, outdated_message(version))
     return for_code(numeric if numeric is not None else 500, text)
 
 

@@ -1,0 +1,153 @@
+"""Cluster mode core: lease book (pure), and two nodes in one process sharing PostgreSQL (fake engines):
+one owner at a time, takeover from stored creds without a new link, fencing of the stale owner,
+graceful hand-over."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from gw_fakes import FakeHub
+from gw_helpers import close_test_database, open_test_database
+
+from evolink.clock.base import SystemClock
+from evolink.gateway.cluster import ClusterNode, LeaseBook, fair_share
+from evolink.gateway.manager import CreateRequest, InstanceManager
+from evolink.gateway.runtime import RuntimeOptions
+from evolink.gateway.webhooks import EventPublisher, GlobalWebhook
+from evolink.store import CredsCipher, Database, Store
+from evolink.store.leases import LeaseRepo
+
+# --- the lease book (pure) ---------------------------------------------------------------------
+
+
+def test_book_deadline_is_before_the_database_expiry() -> None:
+    book = LeaseBook(ttl=15, margin=3)
+    book.acquired("a", 1, sent_at=100.0)
+    assert book.holds("a", 111.9) and not book.holds("a", 112.0)
+    assert book.expired(112.0) == ["a"] and book.next_deadline() == 112.0
+
+
+def test_book_renewal_extends_from_the_send_time_and_reports_losses() -> None:
+    book = LeaseBook(ttl=15, margin=3)
+    book.acquired("a", 1, 100.0)
+    book.acquired("b", 4, 100.0)
+    lost = book.renewed({"a": 1, "b": 5}, sent_at=105.0)  # b was taken over (token moved on)
+    assert lost == ["b"] and book.tokens == {"a": 1} and book.deadlines == {"a": 117.0}
+    assert book.renewed({}, 110.0) == ["a"] and not book.tokens
+
+
+def test_fair_share() -> None:
+    assert fair_share(60, 3) == 20 and fair_share(61, 3) == 21 and fair_share(5, 0) == 5
+
+
+# --- two nodes, one database -------------------------------------------------------------------
+
+pg = pytest.mark.postgres
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database, schema = await open_test_database("postgresql", tmp_path)
+    try:
+        yield database
+    finally:
+        await close_test_database(database, schema)
+
+
+class Node:
+    def __init__(self, db: Database, name: str, ttl: float) -> None:
+        self.store = Store(db, CredsCipher("cluster-test"))
+        self.hub = FakeHub()
+        self.cluster = ClusterNode(LeaseRepo(db), node_id=name, url=None, ttl=ttl)
+        clock = SystemClock()
+        async def no_webhook(_id: str) -> None:
+            return None
+
+        publisher = EventPublisher(self.store, clock, global_webhook=GlobalWebhook(), server_url=None,
+                                   expose_apikey=False, lookup_webhook=no_webhook)
+        self.manager = InstanceManager(store=self.store, publisher=publisher, clock=clock,
+                                       engine_factory=self.hub.factory, options=RuntimeOptions(connect_wait=3),
+                                       client_name="evolution", cluster=self.cluster)
+
+    async def until(self, predicate: object, within: float = 10.0) -> None:
+        """Tick this node's keeper (as its loop would) until `predicate()` holds."""
+        assert callable(predicate)
+
+        async def loop() -> None:
+            while not predicate():
+                await self.cluster.tick()
+                await asyncio.sleep(0.05)  # leases expire on the database clock; ticking is the loop
+
+        await asyncio.wait_for(loop(), within)
+
+
+async def _open(node: Node, name: str) -> str:
+    row, rt = await node.manager.create(CreateRequest(name=name))
+    await rt.connect()
+    await node.hub.latest(name).link()
+    assert await rt._wait(lambda: rt.state == "open", 5)
+    await rt.settle()
+    return row.id
+
+
+@pg
+async def test_takeover_without_new_link_and_the_stale_owner_is_fenced(db: Database) -> None:
+    a, b = Node(db, "node-a", ttl=1.0), Node(db, "node-b", ttl=1.0)
+    iid = await _open(a, "i1")
+    assert a.cluster.owned == [iid]
+    # b cannot connect an instance a holds
+    rt_b = await b.manager.get("i1")
+    assert rt_b is not None
+    answer = await rt_b.connect()
+    assert answer["error"] and "another gateway node" in answer["message"] and b.hub.starts == 0
+    b.manager.runtimes.pop("i1")
+
+    # a stops renewing (paused / partitioned): b takes the instance over from the stored creds
+    await b.until(lambda: b.cluster.owned == [iid])
+    taken = b.manager.runtimes["i1"]
+    assert await taken._wait(lambda: taken.state == "open", 5)
+    assert b.hub.starts == 1 and b.hub.latest("i1").companion_hellos == 0  # logged in, not linked
+    assert (await b.store.get_instance("i1")).connection_status == "open"  # type: ignore[union-attr]
+
+    # a wakes up: its first tick closes the socket, and nothing it says is written any more
+    old_engine = a.hub.latest("i1")
+    await a.cluster.tick()
+    assert old_engine.closed and "i1" not in a.manager.runtimes and a.cluster.owned == []
+    stale = a.manager.cluster.fence(iid)  # type: ignore[union-attr]
+    assert not stale.holds() and not await stale.write({"connection_status": "close"})
+    assert (await a.store.get_instance("i1")).connection_status == "open"  # type: ignore[union-attr]
+    await b.manager.shutdown()
+    await a.manager.shutdown()
+
+
+@pg
+async def test_graceful_stop_hands_over_at_once(db: Database) -> None:
+    a, b = Node(db, "node-a", ttl=30.0), Node(db, "node-b", ttl=30.0)
+    ids = [await _open(a, f"g{i}") for i in range(3)]
+    await b.cluster.tick()
+    assert b.cluster.owned == []  # 30 s leases, all held by a
+    await a.manager.shutdown()
+    assert all(e.closed for engines in a.hub.engines.values() for e in engines)
+    await b.until(lambda: sorted(b.cluster.owned) == sorted(ids), within=5)  # far less than the 30 s lease
+    for i in range(3):
+        rt = b.manager.runtimes[f"g{i}"]
+        assert await rt._wait(lambda rt=rt: rt.state == "open", 5)
+    await b.manager.shutdown()
+
+
+@pg
+async def test_a_new_node_takes_only_its_fair_share(db: Database) -> None:
+    a, b = Node(db, "node-a", ttl=30.0), Node(db, "node-b", ttl=30.0)
+    for i in range(4):
+        await _open(a, f"f{i}")
+    await a.manager.shutdown()  # four free instances, two live nodes
+    await a.cluster.repo.heartbeat("node-a", None)  # a is back (restarted): counted as live
+    a2 = Node(db, "node-a", ttl=30.0)
+    await b.cluster.tick()
+    assert len(b.cluster.owned) == 2  # ceil(4 / 2)
+    await a2.cluster.tick()
+    assert len(a2.cluster.owned) == 2
+    await asyncio.gather(a2.manager.shutdown(), b.manager.shutdown())

@@ -1,0 +1,222 @@
+"""Cluster mode with real processes: 3 `evolink serve` nodes on the local PostgreSQL, one sandbox.
+
+Instances are linked through random nodes; any node answers for any instance (forwarding); a node
+killed with SIGKILL has its instances open again on the others within the lease time, from stored
+creds (no new link); the sandbox's connection log never shows two live sockets for one device.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import random
+import signal
+import socket
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from gw_helpers import GLOBAL_KEY
+
+from evolink.sandbox.server import Sandbox
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+LEASE = 3.0  # seconds (EVOLINK_LEASE_SECONDS); the default is 15
+N_NODES = 3
+N_INSTANCES = 6
+
+
+async def _pg(sql: str) -> None:
+    import asyncpg  # type: ignore[import-untyped]
+
+    conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres", timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def database() -> AsyncIterator[str]:
+    name = f"evolink_cluster_{uuid.uuid4().hex[:10]}"
+    try:
+        await _pg(f'CREATE DATABASE "{name}"')
+    except OSError as exc:  # pragma: no cover - depends on the host
+        pytest.skip(f"PostgreSQL not reachable: {exc}")
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        await _pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[Sandbox]:
+    async with Sandbox.start(qr_first_ttl=30.0, qr_next_ttl=10.0) as sb:
+        yield sb
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class NodeProc:
+    def __init__(self, index: int, port: int, proc: asyncio.subprocess.Process) -> None:
+        self.node_id = f"node{index}"
+        self.port = port
+        self.proc = proc
+        self.client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers={"apikey": GLOBAL_KEY},
+                                        timeout=30)
+
+
+async def _spawn(tmp_path: Path, sb: Sandbox, db_url: str, index: int) -> NodeProc:
+    port = _free_port()
+    env = {**os.environ, "EVOLINK_DATA_DIR": str(tmp_path / f"data{index}"), "AUTHENTICATION_API_KEY": GLOBAL_KEY,
+           "EVOLINK_SECRET_KEY": "cluster-test-secret-key-0123456789",
+           "DATABASE_PROVIDER": "postgresql", "DATABASE_CONNECTION_URI": db_url,
+           "CACHE_REDIS_URI": "redis://127.0.0.1:6379/0", "EVOLINK_NODE_ID": f"node{index}",
+           "EVOLINK_LEASE_SECONDS": str(LEASE),
+           "WA_WEBSOCKET_URL": sb.ws_url, "WA_ROOT_PUBLIC_KEY": sb.root_public_key, "LOG_LEVEL": "ERROR",
+           "CLOCK_NTP_SERVERS": "127.0.0.1:9", "CLOCK_UPSTREAM_HTTP_URL": sb.admin_url + "/admin/clock"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "evolink", "serve", "--host", "127.0.0.1", "--port", str(port),
+        "--env-file", str(tmp_path / "none.env"), env=env, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL)
+
+    async def ready() -> None:
+        assert proc.stdout is not None
+        while b"gateway on" not in (line := await proc.stdout.readline()):
+            assert line, "evolink serve exited early"
+
+    await asyncio.wait_for(ready(), 60)
+    node = NodeProc(index, port, proc)
+
+    async def up() -> None:
+        while True:
+            try:
+                if (await node.client.get("/")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                await asyncio.sleep(0.05)  # a separate process: its HTTP port is the only signal
+
+    await asyncio.wait_for(up(), 30)
+    return node
+
+
+async def _stop(node: NodeProc, sig: int = signal.SIGTERM) -> None:
+    if node.proc.returncode is None:
+        node.proc.send_signal(sig)
+        await asyncio.wait_for(node.proc.wait(), 30)
+    await node.client.aclose()
+
+
+async def _state(node: NodeProc, name: str) -> dict[str, Any]:
+    resp = await node.client.get(f"/instance/connectionState/{name}")
+    assert resp.status_code == 200, resp.text
+    body: dict[str, Any] = resp.json()
+    return body
+
+
+async def _is_open(node: NodeProc, name: str) -> bool:
+    resp = await node.client.get(f"/instance/connectionState/{name}")
+    assert resp.status_code in (200, 503), resp.text
+    return resp.status_code == 200 and resp.json()["instance"]["state"] == "open"
+
+
+async def _all_open(node: NodeProc, names: list[str], within: float) -> float:
+    t0 = time.perf_counter()
+
+    async def loop() -> None:
+        pending = list(names)
+        while pending:
+            # during a failover the dead owner's lease is still live: its instances answer 503 until taken over
+            pending = [n for n in pending if not await _is_open(node, n)]
+            if pending:
+                await asyncio.sleep(0.1)  # other processes: polling their API is the only signal
+
+    await asyncio.wait_for(loop(), within)
+    return time.perf_counter() - t0
+
+
+def _no_two_live_sockets(sb: Sandbox) -> None:
+    by_jid: dict[str, list[tuple[float, float]]] = {}
+    for c in sb.list_connections():
+        if c["jid"]:
+            by_jid.setdefault(c["jid"], []).append((c["opened_at"], c["closed_at"] or float("inf")))
+    for jid, spans in by_jid.items():
+        spans.sort()
+        for (_o1, closed), (opened, _c2) in itertools.pairwise(spans):
+            assert opened >= closed, f"two live sockets for {jid}: {spans}"
+
+
+async def _owners(db_url: str) -> dict[str, str]:
+    import asyncpg
+
+    conn = await asyncpg.connect(db_url, timeout=5)
+    try:
+        rows = await conn.fetch("SELECT i.name, l.owner FROM instance_leases l JOIN instances i ON i.id = l.instance_id "
+                                "WHERE l.expires_at > now()")
+    finally:
+        await conn.close()
+    return {r["name"]: r["owner"] for r in rows}
+
+
+async def test_three_nodes_failover_without_relink(tmp_path: Path, sandbox: Sandbox, database: str) -> None:
+    rnd = random.Random(13)
+    nodes = [await _spawn(tmp_path, sandbox, database, i) for i in range(N_NODES)]
+    try:
+        names = [f"c{i}" for i in range(N_INSTANCES)]
+        phones = [f"1555300{i:04d}" for i in range(N_INSTANCES)]
+        for name, phone in zip(names, phones, strict=True):
+            sandbox.create_phone(phone)
+            node = rnd.choice(nodes)
+            created = await node.client.post("/instance/create", json={"instanceName": name,
+                                                                      "integration": "WHATSAPP-BAILEYS"})
+            assert created.status_code == 201, created.text
+            answer = (await rnd.choice(nodes).client.get(f"/instance/connect/{name}",
+                                                         params={"number": phone})).json()
+            assert isinstance(answer.get("pairingCode"), str), answer
+            # a repeated connect through another node reaches the same attempt (forwarded)
+            again = (await rnd.choice(nodes).client.get(f"/instance/connect/{name}", params={"number": phone})).json()
+            assert again["pairingCode"] == answer["pairingCode"]
+            await sandbox.link_code(phone, answer["pairingCode"])
+        for node in nodes:
+            await _all_open(node, names, 30)  # every node answers for every instance
+        owners = await _owners(database)
+        assert sorted(owners) == names
+        devices = {p: [d["jid"] for d in sandbox.get_phone(p)["devices"]] for p in phones}
+
+        victim_id = max({o for o in owners.values()}, key=lambda o: sum(1 for v in owners.values() if v == o))
+        victim = next(n for n in nodes if n.node_id == victim_id)
+        moved = [n for n, o in owners.items() if o == victim_id]
+        await _stop(victim, signal.SIGKILL)
+        survivors = [n for n in nodes if n is not victim]
+        took = await _all_open(survivors[0], names, 4 * LEASE + 15)
+        print(f"\nfailover of {len(moved)} instances after SIGKILL: {took:.2f} s (lease {LEASE:g} s)")
+        assert took < 4 * LEASE + 10
+        after = await _owners(database)
+        assert all(after[n] != victim_id for n in moved)
+        assert {p: [d["jid"] for d in sandbox.get_phone(p)["devices"]] for p in phones} == devices  # no relink
+        for node in survivors:
+            await _all_open(node, names, 10)
+        _no_two_live_sockets(sandbox)
+
+        # graceful stop: SIGTERM hands the leases over at once (well before they would expire)
+        leaving = survivors[0]
+        await _stop(leaving, signal.SIGTERM)
+        t0 = time.perf_counter()
+        await _all_open(survivors[1], names, 20)
+        print(f"hand-over after SIGTERM: {time.perf_counter() - t0:.2f} s")
+        assert set((await _owners(database)).values()) == {survivors[1].node_id}
+        _no_two_live_sockets(sandbox)
+    finally:
+        for node in nodes:
+            await _stop(node, signal.SIGTERM if node.proc.returncode is None else signal.SIGKILL)

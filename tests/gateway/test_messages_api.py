@@ -571,3 +571,22 @@ async def test_status_broadcasts_only_with_read_status(tmp_path: Path, receiver:
         await runtime(app, "a").settle()
         await receiver.wait_for(lambda: bool(receiver.events("messages.upsert")))
         assert receiver.events("messages.upsert")[0]["data"]["key"]["remoteJid"] == "status@broadcast"
+
+
+async def test_clean_restart_does_not_announce_again(tmp_path: Path, receiver: Receiver) -> None:
+    hub = MsgHub()
+    async with linked(tmp_path, receiver, hub=hub) as (_client, app, _):
+        for i in range(5):
+            hub.latest("a").receive(f"3AC{i:017d}", BOB_JID, f"m{i}")
+        await runtime(app, "a").settle()  # then a clean stop right away
+    async with running_gateway(make_settings(tmp_path), engine_factory=hub.factory) as (_client, app):
+        await runtime(app, "a").settle()
+        await asyncio.wait_for(runtime(app, "a")._after_open, 5)  # type: ignore[arg-type]
+        rt = runtime(app, "a")
+        assert rt.messages is not None and await rt.messages.repo.unannounced(rt.instance_id) == []
+        await receiver.wait_for(lambda: len(receiver.events("messages.upsert")) >= 5)
+        hub.latest("a").receive("3AD00000000000000000", BOB_JID, "after")  # a marker: everything before it
+        await runtime(app, "a").settle()                                    # has been delivered once it arrives
+        await receiver.wait_for(lambda: any(e["data"]["key"]["id"] == "3AD00000000000000000"
+                                            for e in receiver.events("messages.upsert")))
+    assert len(receiver.events("messages.upsert")) == 6  # nothing announced twice

@@ -4,10 +4,12 @@ client (pyevolutionapi) sends, a simulated phone reads and answers, the webhook 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from gw_helpers import GLOBAL_KEY, Receiver
 from test_acceptance import fast_engines, gw_settings, http_gateway
@@ -97,6 +99,17 @@ async def test_send_and_receive_with_pyevolutionapi(tmp_path: Path, sandbox: San
         assert {r["key"]["fromMe"] for r in records} == {True, False}
         mine = next(r for r in records if r["key"]["id"] == mid)
         assert "READ" in [u["status"] for u in mine["MessageUpdate"]]
+
+        # a number that is not on WhatsApp: Evolution's 400 at once, before the typing delay, nothing stored
+        async with httpx.AsyncClient(base_url=base_url, headers={"apikey": GLOBAL_KEY}, timeout=30) as raw:
+            t0 = time.perf_counter()
+            nope = await raw.post("/message/sendText/acc", json={"number": "15559999999", "text": "x", "delay": 5000})
+            assert nope.status_code == 400 and time.perf_counter() - t0 < 4
+            assert nope.json()["response"]["message"] == [
+                {"jid": "15559999999@s.whatsapp.net", "exists": False, "number": "15559999999"}]
+            none = (await raw.post("/chat/findMessages/acc", json={"where": {"key": {
+                "remoteJid": "15559999999@s.whatsapp.net"}}})).json()
+            assert none["messages"]["total"] == 0
 
         # our own phone writes to Bob: the linked instance gets its copy as MESSAGES_UPSERT fromMe (Evolution)
         own = sandbox.phone_send(PHONE, BOB_JID, "from my phone")

@@ -387,6 +387,8 @@ class InstanceRuntime:
         self._apply(lc_.ShutdownRequested())  # from now on nothing new starts (e.g. a renewal)
         async with self._lock:
             await self.settle()  # an `open` that just arrived is persisted before we go
+            if self.messages is not None:
+                await self.messages.flush()  # announced marks written: no re-announce after a clean stop
             await self._step(lc_.Shutdown())
         await self._stop_consumer()
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -38,6 +39,7 @@ from evolink.store.message_models import MessageRow
 from evolink.store.message_repo import DuplicateMessage
 from evolink.wa import jids
 from evolink.wa.chatstate import ChatState
+from evolink.wa.contacts import on_whatsapp
 from evolink.wa.events import CallEvent, ConnectionState
 from evolink.wa.message_send import NotConnected, SendError
 from evolink.wire.proto.e2e_pb2 import Message
@@ -47,6 +49,7 @@ log = logging.getLogger("evolink.gateway.sending")
 CALL = "call"
 CONNECTION_CLOSED = "Error: Connection Closed"
 TYPING_CYCLE = 20.0  # seconds of one composing/paused cycle (Evolution splits longer delays)
+EXISTS_TTL = 86_400.0  # seconds a positive "is on WhatsApp" answer is reused for sends
 
 
 class SendRefused(Exception):
@@ -111,6 +114,7 @@ class InstanceSender:
         self.queue = SendQueue(messages.hub.send_min_gap)
         self._inflight: set[str] = set()  # ids this process is sending now (never "crash leftovers")
         self._tasks: set[asyncio.Task[None]] = set()
+        self._exists: OrderedDict[str, tuple[str, float]] = OrderedDict()  # jid -> (server's jid, when)
 
     @property
     def rt(self) -> Any:
@@ -129,7 +133,7 @@ class InstanceSender:
         if not text.strip():
             raise SendRefused(400, "Text is required")
         engine = self._engine()
-        jid = resolve(number)
+        jid = await self._existing(engine, resolve(number), number)
         mentions: list[str] = []
         if is_group(jid):
             if mentions_everyone:
@@ -167,7 +171,7 @@ class InstanceSender:
     async def send_reaction(self, *, key: dict[str, Any], reaction: str) -> dict[str, Any]:
         engine = self._engine()
         remote = str(key["remoteJid"])
-        jid = resolve(remote)
+        jid = await self._existing(engine, resolve(remote), remote)
         msg = Message()
         r = msg.reactionMessage
         r.key.remoteJid = jid
@@ -206,10 +210,6 @@ class InstanceSender:
         key = {"remoteJid": jid, "fromMe": True, "id": msg_id}
         record = rec.build(instance_id=self.rt.instance_id, key=key, push_name=rec.YOU, status=rec.Status.PENDING,
                            message=msg, timestamp=int(hub.clock.time()), context_override=context)
-        if context is None:
-            record.pop("contextInfo", None)
-            if "extendedTextMessage" in rec.pb_to_json(msg):
-                record["contextInfo"] = rec.content(rec.pb_to_json(msg))[2]
         row = self.m.repo.build_row(self.rt.instance_id, record, send_state="pending")
         row.send_attempts = 1
         self._inflight.add(msg_id)
@@ -262,6 +262,30 @@ class InstanceSender:
             raise SendRefused(400, f"Error: {exc}") from None
         await repo.set_send_state(iid, row.key_id, "sent")
         return True
+
+    async def _existing(self, engine: Any, jid: str, number: str) -> str:
+        """Evolution's existence gate before any typing or storing: a phone JID is looked up (usync
+        contact query, positive answers cached for ``EXISTS_TTL``); the server's JID is used. LIDs and
+        groups pass (Evolution assumes LIDs exist; a group is checked by the send itself). An engine
+        without the lookup (tests' fakes) relies on the send's own device lookup."""
+        if not jid.endswith("@s.whatsapp.net") or not hasattr(engine, "live_connection"):
+            return jid
+        now = self.m.hub.clock.time()
+        cached = self._exists.get(jid)
+        if cached is not None and now - cached[1] < EXISTS_TTL:
+            return cached[0]
+        try:
+            (found,) = await on_whatsapp(engine, [jid.split("@", 1)[0]])
+        except NotConnected:
+            raise SendRefused(400, CONNECTION_CLOSED) from None
+        except (SendError, ValueError) as exc:
+            raise SendRefused(400, f"Error: {exc}") from None
+        if not found.exists:
+            raise not_on_whatsapp(jid, number)
+        self._exists[jid] = (found.jid, now)
+        while len(self._exists) > 10_000:
+            self._exists.popitem(last=False)
+        return found.jid
 
     async def _typing(self, engine: Any, jid: str, delay_ms: int) -> None:
         remaining = delay_ms / 1000

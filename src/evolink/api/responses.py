@@ -177,6 +177,17 @@ class WebhookRow(Strict):
     instanceId: str
 
 
+class TransportRow(Strict):
+    """A `/websocket|rabbitmq|nats/find` row, also in `fetchInstances` (docs/events.md)."""
+
+    id: str
+    enabled: bool
+    events: list[str]
+    createdAt: str | None
+    updatedAt: str | None
+    instanceId: str
+
+
 class ProxyRow(Strict):
     id: str
     enabled: bool
@@ -235,10 +246,10 @@ class InstanceRow(Strict):
     updatedAt: str | None
     Chatwoot: None
     Proxy: ProxyRow | None
-    Rabbitmq: None
-    Nats: None
+    Rabbitmq: TransportRow | None
+    Nats: TransportRow | None
     Sqs: None
-    Websocket: None
+    Websocket: TransportRow | None
     Setting: SettingRow | None
     count: MessageCounts = Field(alias="_count")
 

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from evolink.api.auth import instance_guard
 from evolink.api.context import GatewayContext, get_context
 from evolink.api.errors import ApiError, validation_messages
+from evolink.api.responses import TransportRow
 from evolink.api.schemas import _check_events
 from evolink.api.settings import EVENT_KEYS
 from evolink.clock.base import iso_utc
@@ -125,9 +126,11 @@ def _add(transport: Transport) -> None:
         return transport_row(await ctx.transport_settings.get(row.id, name))
 
     router.add_api_route(f"/{name}/set/{{instanceName}}", set_, methods=["POST"], status_code=201, tags=[name],
+                         response_model=TransportRow | None,
                          summary=f"Enable/disable {name} events of the instance and choose them",
                          operation_id=f"{name}_set")
     router.add_api_route(f"/{name}/find/{{instanceName}}", find, methods=["GET"], tags=[name],
+                         response_model=TransportRow | None,
                          summary=f"The instance's {name} settings (null: never set)", operation_id=f"{name}_find")
 
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from fastapi import FastAPI
 from evolink.api.apikey import ApiKey
 from evolink.api.app import create_app
 from evolink.api.settings import Settings, load_settings
+from evolink.sandbox.server import Sandbox
 from evolink.store import Database, open_database, sqlite_url
 
 GLOBAL_KEY = "TEST-GLOBAL-KEY"
@@ -161,3 +163,25 @@ async def create_instance(client: httpx.AsyncClient, name: str, webhook_url: str
     assert resp.status_code == 201, resp.text
     data: dict[str, Any] = resp.json()
     return data
+
+
+async def spawn_serve(tmp_path: Path, sb: Sandbox, port: int, extra: dict[str, str] | None = None, *,
+                      within: float = 30.0) -> asyncio.subprocess.Process:
+    """A real `evolink serve` process on `port`, pointed at the sandbox, returned once it says it is up
+    (its "gateway on" line); `extra` adds or overrides environment variables."""
+    env = {**os.environ, "EVOLINK_DATA_DIR": str(tmp_path / "data"), "AUTHENTICATION_API_KEY": GLOBAL_KEY,
+           "WA_WEBSOCKET_URL": sb.ws_url, "WA_ROOT_PUBLIC_KEY": sb.root_public_key, "LOG_LEVEL": "ERROR",
+           "CLOCK_NTP_SERVERS": "127.0.0.1:9", "CLOCK_UPSTREAM_HTTP_URL": sb.admin_url + "/admin/clock",
+           **(extra or {})}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "evolink", "serve", "--host", "127.0.0.1", "--port", str(port),
+        "--env-file", str(tmp_path / "none.env"), env=env, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL)
+
+    async def ready() -> None:
+        assert proc.stdout is not None
+        while b"gateway on" not in (line := await proc.stdout.readline()):
+            assert line, "evolink serve exited early"
+
+    await asyncio.wait_for(ready(), within)
+    return proc

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import socket
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from gw_helpers import GLOBAL_KEY, Receiver, create_instance, make_settings, running_gateway
+from gw_helpers import GLOBAL_KEY, Receiver, create_instance, make_settings, running_gateway, spawn_serve
 
 from evolink.api.apikey import ApiKey
 from evolink.api.app import create_app
@@ -249,21 +247,7 @@ async def test_hundred_instances_link_concurrently(tmp_path: Path, sandbox: Sand
 
 
 async def _spawn_serve(tmp_path: Path, sb: Sandbox, port: int) -> asyncio.subprocess.Process:
-    env = {**os.environ, "EVOLINK_DATA_DIR": str(tmp_path / "data"), "AUTHENTICATION_API_KEY": GLOBAL_KEY,
-           "WA_WEBSOCKET_URL": sb.ws_url, "WA_ROOT_PUBLIC_KEY": sb.root_public_key, "LOG_LEVEL": "ERROR",
-           "CLOCK_NTP_SERVERS": "127.0.0.1:9", "CLOCK_UPSTREAM_HTTP_URL": sb.admin_url + "/admin/clock"}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "evolink", "serve", "--host", "127.0.0.1", "--port", str(port),
-        "--env-file", str(tmp_path / "none.env"), env=env, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL)
-
-    async def ready() -> None:
-        assert proc.stdout is not None
-        while b"gateway on" not in (line := await proc.stdout.readline()):
-            assert line, "evolink serve exited early"
-
-    await asyncio.wait_for(ready(), 30)
-    return proc
+    return await spawn_serve(tmp_path, sb, port)
 
 
 async def _poll_state(client: httpx.AsyncClient, name: str, want: str, within: float) -> None:

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import socket
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,7 @@ from event_consumers import (
     TcpForwarder,
     need_brokers,
 )
-from gw_helpers import GLOBAL_KEY, Receiver, create_instance
+from gw_helpers import GLOBAL_KEY, Receiver, create_instance, spawn_serve
 from sqlalchemy import text
 from test_acceptance import PHONE, connect, fast_engines, gw_settings, http_gateway, sandbox
 
@@ -123,21 +121,7 @@ async def test_linking_events_on_every_transport_equal_the_webhook_bodies(tmp_pa
 
 
 async def _spawn(tmp_path: Path, sb: Sandbox, port: int, extra: dict[str, str]) -> asyncio.subprocess.Process:
-    env = {**os.environ, "EVOLINK_DATA_DIR": str(tmp_path / "data"), "AUTHENTICATION_API_KEY": GLOBAL_KEY,
-           "WA_WEBSOCKET_URL": sb.ws_url, "WA_ROOT_PUBLIC_KEY": sb.root_public_key, "LOG_LEVEL": "ERROR",
-           "CLOCK_NTP_SERVERS": "127.0.0.1:9", "CLOCK_UPSTREAM_HTTP_URL": sb.admin_url + "/admin/clock", **extra}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "evolink", "serve", "--host", "127.0.0.1", "--port", str(port),
-        "--env-file", str(tmp_path / "none.env"), env=env, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL)
-
-    async def ready() -> None:
-        assert proc.stdout is not None
-        while b"gateway on" not in (line := await proc.stdout.readline()):
-            assert line, "evolink serve exited early"
-
-    await asyncio.wait_for(ready(), 30)
-    return proc
+    return await spawn_serve(tmp_path, sb, port, extra)
 
 
 async def _until_up(client: httpx.AsyncClient) -> None:

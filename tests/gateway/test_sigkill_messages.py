@@ -20,14 +20,13 @@ import contextlib
 import os
 import random
 import socket
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from gw_helpers import GLOBAL_KEY, Receiver, create_instance
+from gw_helpers import GLOBAL_KEY, Receiver, create_instance, spawn_serve
 
 from evolink.sandbox.server import Sandbox
 
@@ -39,23 +38,9 @@ pytestmark = pytest.mark.slow
 
 
 async def spawn(tmp_path: Path, sb: Sandbox, port: int) -> asyncio.subprocess.Process:
-    env = {**os.environ, "EVOLINK_DATA_DIR": str(tmp_path / "data"), "AUTHENTICATION_API_KEY": GLOBAL_KEY,
-           "WA_WEBSOCKET_URL": sb.ws_url, "WA_ROOT_PUBLIC_KEY": sb.root_public_key, "LOG_LEVEL": "ERROR",
-           "CLOCK_NTP_SERVERS": "127.0.0.1:9", "CLOCK_UPSTREAM_HTTP_URL": sb.admin_url + "/admin/clock",
-           "WA_RECONNECT_STABLE_SECONDS": "1", "WEBHOOK_RETRY_INITIAL_DELAY_SECONDS": "0.1",
-           "WEBHOOK_RETRY_MAX_DELAY_SECONDS": "0.5"}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "evolink", "serve", "--host", "127.0.0.1", "--port", str(port),
-        "--env-file", str(tmp_path / "none.env"), env=env, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL)
-
-    async def ready() -> None:
-        assert proc.stdout is not None
-        while b"gateway on" not in (line := await proc.stdout.readline()):
-            assert line, "evolink serve exited early"
-
-    await asyncio.wait_for(ready(), 30)
-    return proc
+    return await spawn_serve(tmp_path, sb, port, {
+        "WA_RECONNECT_STABLE_SECONDS": "1", "WEBHOOK_RETRY_INITIAL_DELAY_SECONDS": "0.1",
+        "WEBHOOK_RETRY_MAX_DELAY_SECONDS": "0.5"})
 
 
 async def until_open(client: httpx.AsyncClient, name: str, within: float = 30.0) -> None:

@@ -220,3 +220,52 @@ async def test_three_nodes_failover_without_relink(tmp_path: Path, sandbox: Sand
     finally:
         for node in nodes:
             await _stop(node, signal.SIGTERM if node.proc.returncode is None else signal.SIGKILL)
+
+
+async def _owned(node: NodeProc) -> int:
+    doc = (await node.client.get("/health")).json()
+    check = doc["checks"]["cluster:node"][0]
+    assert check["node"] == node.node_id
+    return int(check["observedValue"])
+
+
+async def test_paused_owner_is_fenced_and_never_flaps(tmp_path: Path, sandbox: Sandbox, database: str) -> None:
+    """Partition: the owner is stopped (SIGSTOP) past its lease, another node takes over, then it resumes
+    (SIGCONT): it closes what is left, writes nothing, and never reconnects (no 440 ping-pong)."""
+    a = await _spawn(tmp_path, sandbox, database, 0)
+    b = await _spawn(tmp_path, sandbox, database, 1)
+    try:
+        names, phones = ["p0", "p1"], ["15553100000", "15553100001"]
+        for name, phone in zip(names, phones, strict=True):
+            sandbox.create_phone(phone)
+            assert (await a.client.post("/instance/create", json={"instanceName": name})).status_code == 201
+            code = (await a.client.get(f"/instance/connect/{name}", params={"number": phone})).json()["pairingCode"]
+            await sandbox.link_code(phone, code)
+        await _all_open(a, names, 30)
+        assert await _owned(a) == 2
+
+        a.proc.send_signal(signal.SIGSTOP)
+        try:
+            took = await _all_open(b, names, 4 * LEASE + 15)
+        finally:
+            a.proc.send_signal(signal.SIGCONT)
+        print(f"\ntakeover from a paused owner: {took:.2f} s")
+
+        async def fenced() -> None:
+            # another process: its /health is the only signal
+            while await _owned(a) != 0:  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+
+        await asyncio.wait_for(fenced(), 15)
+        assert set((await _owners(database)).values()) == {b.node_id}
+        await _all_open(a, names, 10)  # a forwards to b now
+        for phone in phones:
+            jid_conns = [c for c in sandbox.list_connections()
+                         if c["phone"] == phone and c["jid"] and c["state"] != "registration"]
+            # logins: the first owner's socket and the new owner's; no flapping after the resume
+            assert len(jid_conns) == 2, [(c["id"], c["state"], c["open"], c["close_reason"]) for c in jid_conns]
+            assert [c["open"] for c in jid_conns].count(True) == 1
+        assert await _owned(b) == 2
+    finally:
+        await _stop(a)
+        await _stop(b)

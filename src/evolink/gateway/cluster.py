@@ -166,15 +166,19 @@ class ClusterNode:
         self.book.acquired(instance_id, token, sent)
         return True
 
-    async def owner_url(self, instance_id: str) -> tuple[str, str | None] | None:
-        """(node id, url) of another node holding a live lease on the instance, else None."""
+    async def owner(self, instance_id: str) -> tuple[str, str | None, bool] | None:
+        """(node id, url, alive) of another node holding a live lease on the instance, else None.
+        `alive`: the node's heartbeat is recent (a paused or dead node's lease may still be live)."""
         lease = (await self.repo.leases()).get(instance_id)
         if lease is None or not lease.live or lease.owner == self.node_id:
             return None
         for node in await self.repo.nodes(self.node_ttl):
             if node.node_id == lease.owner:
-                return node.node_id, node.url
-        return lease.owner, None
+                return node.node_id, node.url, node.live
+        return lease.owner, None, False
+
+    async def node_alive(self, node_id: str) -> bool:
+        return any(n.node_id == node_id and n.live for n in await self.repo.nodes(self.node_ttl))
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"cluster-{self.node_id}")

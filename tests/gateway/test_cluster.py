@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from gw_fakes import FakeHub
-from gw_helpers import close_test_database, open_test_database
+from gw_helpers import Receiver, close_test_database, open_test_database
 
 from evolink.clock.base import SystemClock
 from evolink.gateway.cluster import ClusterNode, LeaseBook, fair_share
@@ -151,3 +151,33 @@ async def test_a_new_node_takes_only_its_fair_share(db: Database) -> None:
     await a2.cluster.tick()
     assert len(a2.cluster.owned) == 2
     await asyncio.gather(a2.manager.shutdown(), b.manager.shutdown())
+
+
+@pg
+async def test_two_nodes_deliver_each_webhook_once_in_lane_order(db: Database, receiver: Receiver) -> None:
+    from evolink.gateway.webhooks import DeliveryWorker, RetryPolicy
+    from evolink.store import OutboxItem
+
+    stores = [Store(db, CredsCipher("x")), Store(db, CredsCipher("x"))]
+    policy = RetryPolicy(max_attempts=3, initial_delay=0.05, max_delay=0.1, jitter=0)
+    wakes = [asyncio.Event(), asyncio.Event()]
+    workers = [DeliveryWorker(s, policy, w, claim_for=30.0) for s, w in zip(stores, wakes, strict=True)]
+    items = [OutboxItem(lane=f"i{lane}|{receiver.url}", instance_name=f"i{lane}", event="e", url=receiver.url,
+                        payload={"lane": lane, "n": n}) for n in range(10) for lane in range(6)]
+    await stores[0].enqueue(items)
+    for w in workers:
+        w.start()
+    try:
+        for w in wakes:
+            w.set()
+        await receiver.wait_for(lambda: len(receiver.received) >= len(items), 20)
+        await asyncio.gather(*(w.wait_until(lambda: sum(x.stats["delivered"] for x in workers) == len(items), 5)
+                               for w in workers[:1]))
+    finally:
+        for w in workers:
+            await w.stop()
+    seen = [(r.body["lane"], r.body["n"]) for r in receiver.received]
+    assert len(seen) == len(set(seen)) == len(items)  # each exactly once
+    for lane in range(6):
+        assert [n for lane_, n in seen if lane_ == lane] == list(range(10))  # in order per lane
+    assert all(w.stats["delivered"] for w in workers)  # both nodes took part

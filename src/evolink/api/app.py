@@ -134,7 +134,8 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
             routes_manager.attach(app, publisher)
         worker = DeliveryWorker(store, retry_policy(settings), publisher.wake,
                                 timeout=settings.WEBHOOK_REQUEST_TIMEOUT_MS / 1000, client=http_client,
-                                clock=the_clock)
+                                clock=the_clock,
+                                claim_for=settings.WEBHOOK_REQUEST_TIMEOUT_MS / 1000 + 30 if settings.cluster_mode else None)
         cluster = None
         if settings.cluster_mode:  # docs/cluster.md
             from evolink.gateway.cluster import ClusterNode

@@ -32,6 +32,7 @@ import os
 import socket
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -257,18 +258,38 @@ class ClusterNode:
                 log.exception("closing a lost instance failed", extra={"instance_id": instance_id})
 
     async def _take_over(self) -> None:
+        """Claim free leases up to the fair share; hand over the excess when another node is below it."""
         free = await self.repo.unowned()
-        if not free or self._takeover is None:
-            return
         nodes = [n for n in await self.repo.nodes(self.node_ttl) if n.live]
         leases = await self.repo.leases()
-        active = sum(1 for lease in leases.values() if lease.live) + len(free)
-        room = fair_share(active, len(nodes)) - len(self.book.tokens)
-        for instance_id in free[:max(0, room)]:
-            if not await self.claim(instance_id):
-                continue
-            log.info("taking over instance", extra={"node": self.node_id, "instance_id": instance_id})
+        live = [lease for lease in leases.values() if lease.live]
+        share = fair_share(len(live) + len(free), len(nodes))
+        room = share - len(self.book.tokens)
+        if self._takeover is not None:
+            for instance_id in free[:max(0, room)]:
+                if not await self.claim(instance_id):
+                    continue
+                log.info("taking over instance", extra={"node": self.node_id, "instance_id": instance_id})
+                try:
+                    await self._takeover(instance_id)
+                except Exception:
+                    log.exception("takeover failed", extra={"instance_id": instance_id})
+        if free:
+            return  # rebalance only once nothing is waiting for an owner
+        counts = Counter(lease.owner for lease in live)
+        if not any(counts.get(n.node_id, 0) < share - 1 for n in nodes if n.node_id != self.node_id):
+            return
+        for instance_id in list(self.book.tokens)[:max(0, len(self.book.tokens) - share)]:
+            await self._hand_over(instance_id)
+
+    async def _hand_over(self, instance_id: str) -> None:
+        """Rebalancing: close the instance here and free its lease; a node below its share takes it over
+        from the stored creds (the link drops once, for the few seconds of a login)."""
+        log.info("handing instance over (rebalancing)", extra={"node": self.node_id, "instance_id": instance_id})
+        self.book.drop(instance_id)
+        if self._lost is not None:
             try:
-                await self._takeover(instance_id)
+                await self._lost(instance_id)
             except Exception:
-                log.exception("takeover failed", extra={"instance_id": instance_id})
+                log.exception("closing a handed-over instance failed", extra={"instance_id": instance_id})
+        await self.repo.release(self.node_id, instance_id)

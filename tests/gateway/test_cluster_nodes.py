@@ -84,12 +84,12 @@ async def _spawn(tmp_path: Path, sb: Sandbox, db_url: str, index: int) -> NodePr
            "DATABASE_PROVIDER": "postgresql", "DATABASE_CONNECTION_URI": db_url,
            "CACHE_REDIS_URI": "redis://127.0.0.1:6379/0", "EVOLINK_NODE_ID": f"node{index}",
            "EVOLINK_LEASE_SECONDS": str(LEASE),
-           "WA_WEBSOCKET_URL": sb.ws_url, "WA_ROOT_PUBLIC_KEY": sb.root_public_key, "LOG_LEVEL": "ERROR",
+           "WA_WEBSOCKET_URL": sb.ws_url, "WA_ROOT_PUBLIC_KEY": sb.root_public_key, "LOG_LEVEL": "ERROR,WARN,INFO",
            "CLOCK_NTP_SERVERS": "127.0.0.1:9", "CLOCK_UPSTREAM_HTTP_URL": sb.admin_url + "/admin/clock"}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "evolink", "serve", "--host", "127.0.0.1", "--port", str(port),
         "--env-file", str(tmp_path / "none.env"), env=env, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL)
+        stderr=(tmp_path / f"node{index}.log").open("ab"))  # kept for a failing run's inspection
 
     async def ready() -> None:
         assert proc.stdout is not None
@@ -209,13 +209,35 @@ async def test_three_nodes_failover_without_relink(tmp_path: Path, sandbox: Sand
             await _all_open(node, names, 10)
         _no_two_live_sockets(sandbox)
 
+        # the killed node comes back: the others hand it its fair share (each moved link drops once)
+        index = nodes.index(victim)
+        nodes[index] = back = await _spawn(tmp_path, sandbox, database, index)
+
+        async def rebalanced() -> None:
+            while await _owned(back) < N_INSTANCES // N_NODES:  # noqa: ASYNC110
+                await asyncio.sleep(0.2)  # other processes: /health is the only signal
+
+        t0 = time.perf_counter()
+        await asyncio.wait_for(rebalanced(), 6 * LEASE + 10)
+        await _all_open(back, names, 20)
+        print(f"rebalanced onto the restarted node in {time.perf_counter() - t0:.2f} s")
+        counts = [await _owned(n) for n in nodes]
+        assert sorted(counts) == [N_INSTANCES // N_NODES] * N_NODES, counts
+        assert {p: [d["jid"] for d in sandbox.get_phone(p)["devices"]] for p in phones} == devices  # no relink
+        for phone in phones:  # link, takeover (if it was on the killed node), rebalance (if moved): <= 3 logins
+            logins = [c for c in sandbox.list_connections()
+                      if c["phone"] == phone and c["jid"] and c["state"] != "registration"]
+            assert 1 <= len(logins) <= 3 and sum(c["open"] for c in logins) == 1, logins
+        _no_two_live_sockets(sandbox)
+        survivors = [n for n in nodes if n is not back]
+
         # graceful stop: SIGTERM hands the leases over at once (well before they would expire)
         leaving = survivors[0]
         await _stop(leaving, signal.SIGTERM)
         t0 = time.perf_counter()
         await _all_open(survivors[1], names, 20)
         print(f"hand-over after SIGTERM: {time.perf_counter() - t0:.2f} s")
-        assert set((await _owners(database)).values()) == {survivors[1].node_id}
+        assert set((await _owners(database)).values()) <= {survivors[1].node_id, back.node_id}
         _no_two_live_sockets(sandbox)
     finally:
         for node in nodes:

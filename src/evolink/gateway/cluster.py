@@ -277,7 +277,7 @@ class ClusterNode:
         if free:
             return  # rebalance only once nothing is waiting for an owner
         counts = Counter(lease.owner for lease in live)
-        if not any(counts.get(n.node_id, 0) < share - 1 for n in nodes if n.node_id != self.node_id):
+        if not any(counts.get(n.node_id, 0) < share for n in nodes if n.node_id != self.node_id):
             return
         for instance_id in list(self.book.tokens)[:max(0, len(self.book.tokens) - share)]:
             await self._hand_over(instance_id)

@@ -133,6 +133,11 @@ class ClusterNode:
                  now: Callable[[], float] = time.monotonic) -> None:
         if ttl <= 0:
             raise ValueError("lease ttl must be positive")
+        # `ttl` (EVOLINK_LEASE_SECONDS) is the takeover promise: a dead node's instances are taken within
+        # it. The database lease is 2/3 of it, and nodes scan every third of that, so expiry + one scan
+        # (+ the login) fits: worst case about 0.9 x ttl.
+        self.takeover_within = ttl
+        ttl = ttl * 2 / 3
         self.repo = repo
         self.node_id = node_id or default_node_id()
         self.url = url
@@ -156,6 +161,11 @@ class ClusterNode:
     @property
     def owned(self) -> list[str]:
         return list(self.book.tokens)
+
+    @property
+    def lease(self) -> float:
+        """Seconds a lease lives on the database after each renewal."""
+        return self.ttl
 
     async def claim(self, instance_id: str) -> bool:
         if self._stopping:

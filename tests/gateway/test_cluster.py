@@ -95,9 +95,10 @@ async def _open(node: Node, name: str) -> str:
 
 @pg
 async def test_takeover_without_new_link_and_the_stale_owner_is_fenced(db: Database) -> None:
-    a, b = Node(db, "node-a", ttl=1.0), Node(db, "node-b", ttl=1.0)
+    a, b = Node(db, "node-a", ttl=3.0), Node(db, "node-b", ttl=3.0)
     iid = await _open(a, "i1")
     assert a.cluster.owned == [iid]
+    await a.cluster.tick()  # a fresh renewal: a holds the lease for the next 2 s
     # b cannot connect an instance a holds
     rt_b = await b.manager.get("i1")
     assert rt_b is not None

@@ -207,3 +207,21 @@ async def test_rebalancing_moves_the_excess_once(db: Database) -> None:
         await b.cluster.tick()
     assert len(a.cluster.owned) == len(b.cluster.owned) == 2 and b.hub.starts == 2
     await asyncio.gather(a.manager.shutdown(), b.manager.shutdown())
+
+
+@pg
+async def test_rebalancing_never_moves_a_link_in_progress(db: Database) -> None:
+    a, b = Node(db, "node-a", ttl=30.0), Node(db, "node-b", ttl=30.0)
+    _row, linking = await a.manager.create(CreateRequest(name="l1"))  # first in a's book
+    answer = await linking.connect("15550004444")
+    assert answer.get("pairingCode"), answer  # the user is typing this code on the phone now
+    await _open(a, "o1")
+    await _open(a, "o2")
+    await a.cluster.tick()
+    await b.cluster.tick()  # b joins below its share (ceil(3 / 2) = 2)
+    await a.cluster.tick()
+    assert len(a.cluster.owned) == 2 and linking.instance_id in a.cluster.owned
+    assert not a.hub.latest("l1").closed and linking.qr.pairing_code == answer["pairingCode"]
+    await b.cluster.tick()
+    assert len(b.cluster.owned) == 1
+    await asyncio.gather(a.manager.shutdown(), b.manager.shutdown())

@@ -147,13 +147,17 @@ class ClusterNode:
         self.book = LeaseBook(ttl, ttl / 5 if margin is None else margin)
         self.now = now
         self._takeover: Takeover | None = None
+        self._movable: Callable[[str], bool] = lambda _id: True
         self._lost: Lost | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._stopping = False
 
-    def bind(self, takeover: Takeover, lost: Lost) -> None:
+    def bind(self, takeover: Takeover, lost: Lost, movable: Callable[[str], bool] | None = None) -> None:
+        """`movable(instance_id)`: may rebalancing move it now (open, not in the middle of a link)?"""
         self._takeover, self._lost = takeover, lost
+        if movable is not None:
+            self._movable = movable
 
     def fence(self, instance_id: str) -> Fence:
         return Fence(self, instance_id)
@@ -289,7 +293,8 @@ class ClusterNode:
         counts = Counter(lease.owner for lease in live)
         if not any(counts.get(n.node_id, 0) < share for n in nodes if n.node_id != self.node_id):
             return
-        for instance_id in list(self.book.tokens)[:max(0, len(self.book.tokens) - share)]:
+        movable = [i for i in self.book.tokens if self._movable(i)]  # never a link in progress
+        for instance_id in movable[:max(0, len(self.book.tokens) - share)]:
             await self._hand_over(instance_id)
 
     async def _hand_over(self, instance_id: str) -> None:

@@ -30,7 +30,8 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 LEASE = 3.0  # seconds (EVOLINK_LEASE_SECONDS); the default is 15
 N_NODES = 3
-N_INSTANCES = 6
+# The acceptance runs 60 (EVOLINK_CLUSTER_TEST_INSTANCES=60, a few minutes on 2 cores); 6 in the suite.
+N_INSTANCES = int(os.environ.get("EVOLINK_CLUSTER_TEST_INSTANCES", "6"))
 
 
 async def _pg(sql: str) -> None:
@@ -174,7 +175,7 @@ async def test_three_nodes_failover_without_relink(tmp_path: Path, sandbox: Sand
     nodes = [await _spawn(tmp_path, sandbox, database, i) for i in range(N_NODES)]
     try:
         names = [f"c{i}" for i in range(N_INSTANCES)]
-        phones = [f"1555300{i:04d}" for i in range(N_INSTANCES)]
+        phones = [f"15553{i:06d}" for i in range(N_INSTANCES)]
         for name, phone in zip(names, phones, strict=True):
             sandbox.create_phone(phone)
             node = rnd.choice(nodes)
@@ -222,7 +223,7 @@ async def test_three_nodes_failover_without_relink(tmp_path: Path, sandbox: Sand
         await _all_open(back, names, 20)
         print(f"rebalanced onto the restarted node in {time.perf_counter() - t0:.2f} s")
         counts = [await _owned(n) for n in nodes]
-        assert sorted(counts) == [N_INSTANCES // N_NODES] * N_NODES, counts
+        assert max(counts) - min(counts) <= 1 and sum(counts) == N_INSTANCES, counts
         assert {p: [d["jid"] for d in sandbox.get_phone(p)["devices"]] for p in phones} == devices  # no relink
         for phone in phones:  # link, takeover (if it was on the killed node), rebalance (if moved): <= 3 logins
             logins = [c for c in sandbox.list_connections()

@@ -39,6 +39,15 @@ def test_book_renewal_extends_from_the_send_time_and_reports_losses() -> None:
     assert book.renewed({}, 110.0) == ["a"] and not book.tokens
 
 
+def test_book_does_not_judge_a_lease_acquired_during_the_renewal() -> None:
+    book = LeaseBook(ttl=15, margin=3)
+    book.acquired("a", 1, 100.0, confirmed_at=100.1)
+    book.acquired("b", 1, 104.9, confirmed_at=105.2)  # claimed while the renewal sent at 105.0 ran
+    assert book.renewed({"a": 1}, sent_at=105.0) == []  # b was not in that renewal's snapshot
+    assert book.tokens == {"a": 1, "b": 1} and book.deadlines["b"] == 104.9 + 12
+    assert book.renewed({"a": 1}, sent_at=110.0) == ["b"]  # the next renewal judges it
+
+
 def test_fair_share() -> None:
     assert fair_share(60, 3) == 20 and fair_share(61, 3) == 21 and fair_share(5, 0) == 5
 

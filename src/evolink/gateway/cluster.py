@@ -61,18 +61,25 @@ class LeaseBook:
     margin: float
     tokens: dict[str, int] = field(default_factory=dict)
     deadlines: dict[str, float] = field(default_factory=dict)
+    confirmed: dict[str, float] = field(default_factory=dict)  # when the acquire answered
 
-    def acquired(self, instance_id: str, token: int, sent_at: float) -> None:
+    def acquired(self, instance_id: str, token: int, sent_at: float, confirmed_at: float | None = None) -> None:
         self.tokens[instance_id] = token
         self.deadlines[instance_id] = sent_at + self.ttl - self.margin
+        self.confirmed[instance_id] = sent_at if confirmed_at is None else confirmed_at
 
     def renewed(self, held: dict[str, int], sent_at: float) -> list[str]:
-        """Apply a renewal answer; returns the instances this node lost (taken over or expired)."""
-        lost = [i for i in self.tokens if held.get(i) != self.tokens[i]]
+        """Apply a renewal answer; returns the instances this node lost (taken over or expired).
+
+        A lease acquired while the renewal was in flight is not judged by it (the renewal's statement
+        may have run before the acquire committed); its own deadline stands."""
+        judged = [i for i in self.tokens if self.confirmed.get(i, sent_at) < sent_at]
+        lost = [i for i in judged if held.get(i) != self.tokens[i]]
         for i in lost:
             self.drop(i)
-        for i in self.tokens:
-            self.deadlines[i] = sent_at + self.ttl - self.margin
+        for i in judged:
+            if i in self.tokens:
+                self.deadlines[i] = sent_at + self.ttl - self.margin
         return lost
 
     def expired(self, now: float) -> list[str]:
@@ -85,6 +92,7 @@ class LeaseBook:
     def drop(self, instance_id: str) -> None:
         self.tokens.pop(instance_id, None)
         self.deadlines.pop(instance_id, None)
+        self.confirmed.pop(instance_id, None)
 
     def next_deadline(self) -> float | None:
         return min(self.deadlines.values(), default=None)
@@ -178,7 +186,7 @@ class ClusterNode:
         token = await self.repo.acquire(instance_id, self.node_id, self.ttl)
         if token is None:
             return False
-        self.book.acquired(instance_id, token, sent)
+        self.book.acquired(instance_id, token, sent, self.now())
         return True
 
     async def owner(self, instance_id: str) -> tuple[str, str | None, bool] | None:
@@ -216,6 +224,7 @@ class ClusterNode:
             log.exception("could not release leases; they expire within the lease time")
         self.book.tokens.clear()
         self.book.deadlines.clear()
+        self.book.confirmed.clear()
 
     async def _run(self) -> None:
         while True:

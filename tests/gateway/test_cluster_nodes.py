@@ -192,7 +192,7 @@ async def test_three_nodes_failover_without_relink(tmp_path: Path, sandbox: Sand
         for node in nodes:
             await _all_open(node, names, 30)  # every node answers for every instance
         owners = await _owners(database)
-        assert sorted(owners) == names
+        assert sorted(owners) == sorted(names)
         devices = {p: [d["jid"] for d in sandbox.get_phone(p)["devices"]] for p in phones}
 
         victim_id = max({o for o in owners.values()}, key=lambda o: sum(1 for v in owners.values() if v == o))
@@ -225,10 +225,13 @@ async def test_three_nodes_failover_without_relink(tmp_path: Path, sandbox: Sand
         counts = [await _owned(n) for n in nodes]
         assert max(counts) - min(counts) <= 1 and sum(counts) == N_INSTANCES, counts
         assert {p: [d["jid"] for d in sandbox.get_phone(p)["devices"]] for p in phones} == devices  # no relink
-        for phone in phones:  # link, takeover (if it was on the killed node), rebalance (if moved): <= 3 logins
+        for phone in phones:
+            # logins: the link, at most one rebalancing move while the instances were being linked
+            # through random nodes, the takeover (if on the killed node), one move onto the restarted node
             logins = [c for c in sandbox.list_connections()
                       if c["phone"] == phone and c["jid"] and c["state"] != "registration"]
-            assert 1 <= len(logins) <= 3 and sum(c["open"] for c in logins) == 1, logins
+            assert 1 <= len(logins) <= 4, [(c["id"], c["open"], c["close_reason"]) for c in logins]
+            assert sum(c["open"] for c in logins) == 1, [(c["id"], c["open"], c["close_reason"]) for c in logins]
         _no_two_live_sockets(sandbox)
         survivors = [n for n in nodes if n is not back]
 

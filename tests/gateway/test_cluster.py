@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from gw_fakes import FakeHub
-from gw_helpers import close_test_database, open_test_database
+from gw_helpers import Receiver, close_test_database, open_test_database
 
 from evolink.clock.base import SystemClock
 from evolink.gateway.cluster import ClusterNode, LeaseBook, fair_share
@@ -37,6 +37,15 @@ def test_book_renewal_extends_from_the_send_time_and_reports_losses() -> None:
     lost = book.renewed({"a": 1, "b": 5}, sent_at=105.0)  # b was taken over (token moved on)
     assert lost == ["b"] and book.tokens == {"a": 1} and book.deadlines == {"a": 117.0}
     assert book.renewed({}, 110.0) == ["a"] and not book.tokens
+
+
+def test_book_does_not_judge_a_lease_acquired_during_the_renewal() -> None:
+    book = LeaseBook(ttl=15, margin=3)
+    book.acquired("a", 1, 100.0, confirmed_at=100.1)
+    book.acquired("b", 1, 104.9, confirmed_at=105.2)  # claimed while the renewal sent at 105.0 ran
+    assert book.renewed({"a": 1}, sent_at=105.0) == []  # b was not in that renewal's snapshot
+    assert book.tokens == {"a": 1, "b": 1} and book.deadlines["b"] == 104.9 + 12
+    assert book.renewed({"a": 1}, sent_at=110.0) == ["b"]  # the next renewal judges it
 
 
 def test_fair_share() -> None:
@@ -95,9 +104,10 @@ async def _open(node: Node, name: str) -> str:
 
 @pg
 async def test_takeover_without_new_link_and_the_stale_owner_is_fenced(db: Database) -> None:
-    a, b = Node(db, "node-a", ttl=1.0), Node(db, "node-b", ttl=1.0)
+    a, b = Node(db, "node-a", ttl=3.0), Node(db, "node-b", ttl=3.0)
     iid = await _open(a, "i1")
     assert a.cluster.owned == [iid]
+    await a.cluster.tick()  # a fresh renewal: a holds the lease for the next 2 s
     # b cannot connect an instance a holds
     rt_b = await b.manager.get("i1")
     assert rt_b is not None
@@ -151,3 +161,76 @@ async def test_a_new_node_takes_only_its_fair_share(db: Database) -> None:
     await a2.cluster.tick()
     assert len(a2.cluster.owned) == 2
     await asyncio.gather(a2.manager.shutdown(), b.manager.shutdown())
+
+
+@pg
+async def test_two_nodes_deliver_each_webhook_once_in_lane_order(db: Database, receiver: Receiver) -> None:
+    from evolink.gateway.webhooks import DeliveryWorker, RetryPolicy
+    from evolink.store import OutboxItem
+
+    stores = [Store(db, CredsCipher("x")), Store(db, CredsCipher("x"))]
+    policy = RetryPolicy(max_attempts=3, initial_delay=0.05, max_delay=0.1, jitter=0)
+    wakes = [asyncio.Event(), asyncio.Event()]
+    workers = [DeliveryWorker(s, policy, w, claim_for=30.0) for s, w in zip(stores, wakes, strict=True)]
+    items = [OutboxItem(lane=f"i{lane}|{receiver.url}", instance_name=f"i{lane}", event="e", url=receiver.url,
+                        payload={"lane": lane, "n": n}) for n in range(10) for lane in range(6)]
+    await stores[0].enqueue(items)
+    for w in workers:
+        w.start()
+    try:
+        for w in wakes:
+            w.set()
+        await receiver.wait_for(lambda: len(receiver.received) >= len(items), 20)
+    finally:
+        for w in workers:
+            await w.stop()  # lets deliveries on the wire finish and record their outcome
+    assert (await stores[0].outbox_counts()) == {"delivered": len(items)}
+    seen = [(r.body["lane"], r.body["n"]) for r in receiver.received]
+    assert len(seen) == len(set(seen)) == len(items)  # each exactly once
+    for lane in range(6):
+        assert [n for lane_, n in seen if lane_ == lane] == list(range(10))  # in order per lane
+    assert all(w.stats["delivered"] for w in workers)  # both nodes took part
+
+
+@pg
+async def test_rebalancing_moves_the_excess_once(db: Database) -> None:
+    a, b = Node(db, "node-a", ttl=30.0), Node(db, "node-b", ttl=30.0)
+    for i in range(4):
+        await _open(a, f"r{i}")
+    await a.cluster.tick()
+    assert len(a.cluster.owned) == 4
+    await b.cluster.tick()  # b joins (heartbeat); nothing is free, it takes nothing yet
+    assert b.cluster.owned == []
+    await a.cluster.tick()  # a sees b below its share: hands two over
+    assert len(a.cluster.owned) == 2
+    moved = [n for n, rt in a.hub.engines.items() if rt[-1].closed]
+    assert len(moved) == 2
+    await b.cluster.tick()
+    assert len(b.cluster.owned) == 2
+    for name in moved:
+        rt = b.manager.runtimes[name]
+        assert await rt._wait(lambda rt=rt: rt.state == "open", 5)
+        assert b.hub.latest(name).companion_hellos == 0  # logged in from creds, not linked
+    for _ in range(2):  # stable: nothing moves again
+        await a.cluster.tick()
+        await b.cluster.tick()
+    assert len(a.cluster.owned) == len(b.cluster.owned) == 2 and b.hub.starts == 2
+    await asyncio.gather(a.manager.shutdown(), b.manager.shutdown())
+
+
+@pg
+async def test_rebalancing_never_moves_a_link_in_progress(db: Database) -> None:
+    a, b = Node(db, "node-a", ttl=30.0), Node(db, "node-b", ttl=30.0)
+    _row, linking = await a.manager.create(CreateRequest(name="l1"))  # first in a's book
+    answer = await linking.connect("15550004444")
+    assert answer.get("pairingCode"), answer  # the user is typing this code on the phone now
+    await _open(a, "o1")
+    await _open(a, "o2")
+    await a.cluster.tick()
+    await b.cluster.tick()  # b joins below its share (ceil(3 / 2) = 2)
+    await a.cluster.tick()
+    assert len(a.cluster.owned) == 2 and linking.instance_id in a.cluster.owned
+    assert not a.hub.latest("l1").closed and linking.qr.pairing_code == answer["pairingCode"]
+    await b.cluster.tick()
+    assert len(b.cluster.owned) == 1
+    await asyncio.gather(a.manager.shutdown(), b.manager.shutdown())

@@ -30,7 +30,8 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 LEASE = 3.0  # seconds (EVOLINK_LEASE_SECONDS); the default is 15
 N_NODES = 3
-N_INSTANCES = 6
+# The issue's acceptance runs 60 (EVOLINK_CLUSTER_TEST_INSTANCES=60, a few minutes on 2 cores); 6 in the suite.
+N_INSTANCES = int(os.environ.get("EVOLINK_CLUSTER_TEST_INSTANCES", "6"))
 
 
 async def _pg(sql: str) -> None:
@@ -84,12 +85,12 @@ async def _spawn(tmp_path: Path, sb: Sandbox, db_url: str, index: int) -> NodePr
            "DATABASE_PROVIDER": "postgresql", "DATABASE_CONNECTION_URI": db_url,
            "CACHE_REDIS_URI": "redis://127.0.0.1:6379/0", "EVOLINK_NODE_ID": f"node{index}",
            "EVOLINK_LEASE_SECONDS": str(LEASE),
-           "WA_WEBSOCKET_URL": sb.ws_url, "WA_ROOT_PUBLIC_KEY": sb.root_public_key, "LOG_LEVEL": "ERROR",
+           "WA_WEBSOCKET_URL": sb.ws_url, "WA_ROOT_PUBLIC_KEY": sb.root_public_key, "LOG_LEVEL": "ERROR,WARN,INFO",
            "CLOCK_NTP_SERVERS": "127.0.0.1:9", "CLOCK_UPSTREAM_HTTP_URL": sb.admin_url + "/admin/clock"}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "evolink", "serve", "--host", "127.0.0.1", "--port", str(port),
         "--env-file", str(tmp_path / "none.env"), env=env, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL)
+        stderr=(tmp_path / f"node{index}.log").open("ab"))  # kept for a failing run's inspection
 
     async def ready() -> None:
         assert proc.stdout is not None
@@ -174,7 +175,7 @@ async def test_three_nodes_failover_without_relink(tmp_path: Path, sandbox: Sand
     nodes = [await _spawn(tmp_path, sandbox, database, i) for i in range(N_NODES)]
     try:
         names = [f"c{i}" for i in range(N_INSTANCES)]
-        phones = [f"1555300{i:04d}" for i in range(N_INSTANCES)]
+        phones = [f"15553{i:06d}" for i in range(N_INSTANCES)]
         for name, phone in zip(names, phones, strict=True):
             sandbox.create_phone(phone)
             node = rnd.choice(nodes)
@@ -191,7 +192,7 @@ async def test_three_nodes_failover_without_relink(tmp_path: Path, sandbox: Sand
         for node in nodes:
             await _all_open(node, names, 30)  # every node answers for every instance
         owners = await _owners(database)
-        assert sorted(owners) == names
+        assert sorted(owners) == sorted(names)
         devices = {p: [d["jid"] for d in sandbox.get_phone(p)["devices"]] for p in phones}
 
         victim_id = max({o for o in owners.values()}, key=lambda o: sum(1 for v in owners.values() if v == o))
@@ -209,14 +210,95 @@ async def test_three_nodes_failover_without_relink(tmp_path: Path, sandbox: Sand
             await _all_open(node, names, 10)
         _no_two_live_sockets(sandbox)
 
+        # the killed node comes back: the others hand it its fair share (each moved link drops once)
+        index = nodes.index(victim)
+        nodes[index] = back = await _spawn(tmp_path, sandbox, database, index)
+
+        async def rebalanced() -> None:
+            while await _owned(back) < N_INSTANCES // N_NODES:  # noqa: ASYNC110
+                await asyncio.sleep(0.2)  # other processes: /health is the only signal
+
+        t0 = time.perf_counter()
+        await asyncio.wait_for(rebalanced(), 6 * LEASE + 10)
+        await _all_open(back, names, 20)
+        print(f"rebalanced onto the restarted node in {time.perf_counter() - t0:.2f} s")
+        counts = [await _owned(n) for n in nodes]
+        assert max(counts) - min(counts) <= 1 and sum(counts) == N_INSTANCES, counts
+        assert {p: [d["jid"] for d in sandbox.get_phone(p)["devices"]] for p in phones} == devices  # no relink
+        for phone in phones:
+            # logins: the link, at most one rebalancing move while the instances were being linked
+            # through random nodes, the takeover (if on the killed node), one move onto the restarted node
+            logins = [c for c in sandbox.list_connections()
+                      if c["phone"] == phone and c["jid"] and c["state"] != "registration"]
+            assert 1 <= len(logins) <= 4, [(c["id"], c["open"], c["close_reason"]) for c in logins]
+            assert sum(c["open"] for c in logins) == 1, [(c["id"], c["open"], c["close_reason"]) for c in logins]
+        _no_two_live_sockets(sandbox)
+        survivors = [n for n in nodes if n is not back]
+
         # graceful stop: SIGTERM hands the leases over at once (well before they would expire)
         leaving = survivors[0]
         await _stop(leaving, signal.SIGTERM)
         t0 = time.perf_counter()
         await _all_open(survivors[1], names, 20)
         print(f"hand-over after SIGTERM: {time.perf_counter() - t0:.2f} s")
-        assert set((await _owners(database)).values()) == {survivors[1].node_id}
+        assert set((await _owners(database)).values()) <= {survivors[1].node_id, back.node_id}
         _no_two_live_sockets(sandbox)
     finally:
         for node in nodes:
             await _stop(node, signal.SIGTERM if node.proc.returncode is None else signal.SIGKILL)
+
+
+async def _owned(node: NodeProc) -> int:
+    doc = (await node.client.get("/health")).json()
+    check = doc["checks"]["cluster:node"][0]
+    assert check["node"] == node.node_id
+    return int(check["observedValue"])
+
+
+async def test_paused_owner_is_fenced_and_never_flaps(tmp_path: Path, sandbox: Sandbox, database: str) -> None:
+    """Partition: the owner is stopped (SIGSTOP) past its lease, another node takes over, then it resumes
+    (SIGCONT): it closes what is left, writes nothing, and never reconnects (no 440 ping-pong)."""
+    a = await _spawn(tmp_path, sandbox, database, 0)
+    b = await _spawn(tmp_path, sandbox, database, 1)
+    try:
+        names, phones = ["p0", "p1"], ["15553100000", "15553100001"]
+        for name, phone in zip(names, phones, strict=True):
+            sandbox.create_phone(phone)
+            assert (await a.client.post("/instance/create", json={"instanceName": name})).status_code == 201
+            code = (await a.client.get(f"/instance/connect/{name}", params={"number": phone})).json()["pairingCode"]
+            await sandbox.link_code(phone, code)
+        await _all_open(a, names, 30)
+
+        async def balanced() -> None:  # rebalancing gives b one of the two
+            while await _owned(b) != 1:  # noqa: ASYNC110
+                await asyncio.sleep(0.1)  # another process: its /health is the only signal
+
+        await asyncio.wait_for(balanced(), 15)
+        await _all_open(b, names, 15)
+        assert await _owned(a) == 1
+
+        a.proc.send_signal(signal.SIGSTOP)
+        try:
+            took = await _all_open(b, names, 4 * LEASE + 15)
+        finally:
+            a.proc.send_signal(signal.SIGCONT)
+        print(f"\ntakeover from a paused owner: {took:.2f} s")
+
+        async def fenced() -> None:
+            # another process: its /health is the only signal
+            while await _owned(a) != 0:  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+
+        await asyncio.wait_for(fenced(), 15)
+        assert set((await _owners(database)).values()) == {b.node_id}
+        await _all_open(a, names, 10)  # a forwards to b now
+        for phone in phones:
+            jid_conns = [c for c in sandbox.list_connections()
+                         if c["phone"] == phone and c["jid"] and c["state"] != "registration"]
+            # logins: the first owner's socket and b's (one move each: rebalance or takeover); no flapping
+            assert len(jid_conns) == 2, [(c["id"], c["state"], c["open"], c["close_reason"]) for c in jid_conns]
+            assert [c["open"] for c in jid_conns].count(True) == 1
+        assert await _owned(b) == 2
+    finally:
+        await _stop(a)
+        await _stop(b)

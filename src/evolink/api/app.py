@@ -155,7 +155,8 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
                                 timeout=settings.WEBHOOK_REQUEST_TIMEOUT_MS / 1000, client=http_client,
                                 clock=the_clock, retention=settings.EVOLINK_OUTBOX_DELIVERED_RETENTION_SECONDS,
                                 failed_retention=settings.EVOLINK_OUTBOX_FAILED_RETENTION_SECONDS,
-                                senders=events_wiring.senders(settings, hub))
+                                senders=events_wiring.senders(settings, hub),
+                                claim_for=settings.WEBHOOK_REQUEST_TIMEOUT_MS / 1000 + 30 if settings.cluster_mode else None)
         cluster = None
         if settings.cluster_mode:  # docs/cluster.md
             from evolink.gateway.cluster import ClusterNode

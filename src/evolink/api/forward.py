@@ -13,6 +13,7 @@ decision needs the lease table; the HTTP part is httpx.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 from urllib.parse import unquote
@@ -47,13 +48,18 @@ class ForwardToOwner:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        target = await self._owner_url(scope)
+        target = await self._owner(scope)
         if target is None:
             await self.app(scope, receive, send)
             return
-        await self._forward(scope, receive, send, target)
+        node_id, url, alive = target
+        if not alive or not url:
+            await _unavailable(send, f"the node owning this instance ({node_id}) is not responding; "
+                                     "another node takes it over within the lease time")
+            return
+        await self._forward(scope, receive, send, node_id, url.rstrip("/"))
 
-    async def _owner_url(self, scope: Scope) -> str | None:
+    async def _owner(self, scope: Scope) -> tuple[str, str | None, bool] | None:
         state = scope["app"].state if "app" in scope else None
         cluster = getattr(state, "cluster", None)
         gateway = getattr(state, "gateway", None)
@@ -68,15 +74,13 @@ class ForwardToOwner:
             row = await gateway.store.get_instance(name)
             if row is None or cluster.book.holds(row.id, cluster.now()):
                 return None
-            owner = await cluster.owner_url(row.id)
+            owner: tuple[str, str | None, bool] | None = await cluster.owner(row.id)
         except Exception:
             log.exception("owner lookup failed; answering locally", extra={"instance": name})
             return None
-        if owner is None or not owner[1]:
-            return None
-        return str(owner[1]).rstrip("/")
+        return owner
 
-    async def _forward(self, scope: Scope, receive: Receive, send: Send, base: str) -> None:
+    async def _forward(self, scope: Scope, receive: Receive, send: Send, node_id: str, base: str) -> None:
         body = b""
         while True:
             message: Message = await receive()
@@ -91,19 +95,34 @@ class ForwardToOwner:
         if scope.get("query_string"):
             url += "?" + scope["query_string"].decode("latin-1")
         if self._client is None:
-            self._client = httpx.AsyncClient(timeout=httpx.Timeout(120.0, connect=5.0))
+            self._client = httpx.AsyncClient(timeout=httpx.Timeout(300.0, connect=5.0))
+        request = asyncio.ensure_future(self._client.request(scope["method"], url, headers=headers, content=body))
         try:
-            resp = await self._client.request(scope["method"], url, headers=headers, content=body)
+            # A paused owner accepts the TCP connection and never answers: stop waiting once its
+            # heartbeat goes stale (the caller retries; another node takes the instance over).
+            while not (await asyncio.wait({request}, timeout=cluster.interval))[0]:
+                if not await cluster.node_alive(node_id):
+                    request.cancel()
+                    await _unavailable(send, f"the node owning this instance ({node_id}) stopped responding")
+                    return
+            resp = request.result()
         except httpx.HTTPError as exc:
             log.warning("forwarding to the owner node failed: %s", exc, extra={"url": base})
-            await _json(send, 503, {"status": 503, "error": "Service Unavailable",
-                                    "response": {"message": [f"the node owning this instance did not answer: {exc}"]}})
+            await _unavailable(send, f"the node owning this instance did not answer: {exc}")
             return
+        finally:
+            if not request.done():
+                request.cancel()
         out = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in resp.headers.multi_items()
                if k.lower() not in _HOP]
         out.append((b"content-length", str(len(resp.content)).encode()))
         await send({"type": "http.response.start", "status": resp.status_code, "headers": out})
         await send({"type": "http.response.body", "body": resp.content})
+
+
+async def _unavailable(send: Send, message: str) -> None:
+    """503 in Evolution's error envelope."""
+    await _json(send, 503, {"status": 503, "error": "Service Unavailable", "response": {"message": [message]}})
 
 
 async def _json(send: Send, status: int, payload: Any) -> None:

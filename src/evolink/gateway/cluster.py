@@ -32,6 +32,7 @@ import os
 import socket
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,18 +61,25 @@ class LeaseBook:
     margin: float
     tokens: dict[str, int] = field(default_factory=dict)
     deadlines: dict[str, float] = field(default_factory=dict)
+    confirmed: dict[str, float] = field(default_factory=dict)  # when the acquire answered
 
-    def acquired(self, instance_id: str, token: int, sent_at: float) -> None:
+    def acquired(self, instance_id: str, token: int, sent_at: float, confirmed_at: float | None = None) -> None:
         self.tokens[instance_id] = token
         self.deadlines[instance_id] = sent_at + self.ttl - self.margin
+        self.confirmed[instance_id] = sent_at if confirmed_at is None else confirmed_at
 
     def renewed(self, held: dict[str, int], sent_at: float) -> list[str]:
-        """Apply a renewal answer; returns the instances this node lost (taken over or expired)."""
-        lost = [i for i in self.tokens if held.get(i) != self.tokens[i]]
+        """Apply a renewal answer; returns the instances this node lost (taken over or expired).
+
+        A lease acquired while the renewal was in flight is not judged by it (the renewal's statement
+        may have run before the acquire committed); its own deadline stands."""
+        judged = [i for i in self.tokens if self.confirmed.get(i, sent_at) < sent_at]
+        lost = [i for i in judged if held.get(i) != self.tokens[i]]
         for i in lost:
             self.drop(i)
-        for i in self.tokens:
-            self.deadlines[i] = sent_at + self.ttl - self.margin
+        for i in judged:
+            if i in self.tokens:
+                self.deadlines[i] = sent_at + self.ttl - self.margin
         return lost
 
     def expired(self, now: float) -> list[str]:
@@ -84,6 +92,7 @@ class LeaseBook:
     def drop(self, instance_id: str) -> None:
         self.tokens.pop(instance_id, None)
         self.deadlines.pop(instance_id, None)
+        self.confirmed.pop(instance_id, None)
 
     def next_deadline(self) -> float | None:
         return min(self.deadlines.values(), default=None)
@@ -132,6 +141,11 @@ class ClusterNode:
                  now: Callable[[], float] = time.monotonic) -> None:
         if ttl <= 0:
             raise ValueError("lease ttl must be positive")
+        # `ttl` (EVOLINK_LEASE_SECONDS) is the takeover promise: a dead node's instances are taken within
+        # it. The database lease is 2/3 of it, and nodes scan every third of that, so expiry + one scan
+        # (+ the login) fits: worst case about 0.9 x ttl.
+        self.takeover_within = ttl
+        ttl = ttl * 2 / 3
         self.repo = repo
         self.node_id = node_id or default_node_id()
         self.url = url
@@ -141,13 +155,17 @@ class ClusterNode:
         self.book = LeaseBook(ttl, ttl / 5 if margin is None else margin)
         self.now = now
         self._takeover: Takeover | None = None
+        self._movable: Callable[[str], bool] = lambda _id: True
         self._lost: Lost | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._stopping = False
 
-    def bind(self, takeover: Takeover, lost: Lost) -> None:
+    def bind(self, takeover: Takeover, lost: Lost, movable: Callable[[str], bool] | None = None) -> None:
+        """`movable(instance_id)`: may rebalancing move it now (open, not in the middle of a link)?"""
         self._takeover, self._lost = takeover, lost
+        if movable is not None:
+            self._movable = movable
 
     def fence(self, instance_id: str) -> Fence:
         return Fence(self, instance_id)
@@ -156,6 +174,11 @@ class ClusterNode:
     def owned(self) -> list[str]:
         return list(self.book.tokens)
 
+    @property
+    def lease(self) -> float:
+        """Seconds a lease lives on the database after each renewal."""
+        return self.ttl
+
     async def claim(self, instance_id: str) -> bool:
         if self._stopping:
             return False
@@ -163,18 +186,22 @@ class ClusterNode:
         token = await self.repo.acquire(instance_id, self.node_id, self.ttl)
         if token is None:
             return False
-        self.book.acquired(instance_id, token, sent)
+        self.book.acquired(instance_id, token, sent, self.now())
         return True
 
-    async def owner_url(self, instance_id: str) -> tuple[str, str | None] | None:
-        """(node id, url) of another node holding a live lease on the instance, else None."""
+    async def owner(self, instance_id: str) -> tuple[str, str | None, bool] | None:
+        """(node id, url, alive) of another node holding a live lease on the instance, else None.
+        `alive`: the node's heartbeat is recent (a paused or dead node's lease may still be live)."""
         lease = (await self.repo.leases()).get(instance_id)
         if lease is None or not lease.live or lease.owner == self.node_id:
             return None
         for node in await self.repo.nodes(self.node_ttl):
             if node.node_id == lease.owner:
-                return node.node_id, node.url
-        return lease.owner, None
+                return node.node_id, node.url, node.live
+        return lease.owner, None, False
+
+    async def node_alive(self, node_id: str) -> bool:
+        return any(n.node_id == node_id and n.live for n in await self.repo.nodes(self.node_ttl))
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"cluster-{self.node_id}")
@@ -197,6 +224,7 @@ class ClusterNode:
             log.exception("could not release leases; they expire within the lease time")
         self.book.tokens.clear()
         self.book.deadlines.clear()
+        self.book.confirmed.clear()
 
     async def _run(self) -> None:
         while True:
@@ -253,18 +281,39 @@ class ClusterNode:
                 log.exception("closing a lost instance failed", extra={"instance_id": instance_id})
 
     async def _take_over(self) -> None:
+        """Claim free leases up to the fair share; hand over the excess when another node is below it."""
         free = await self.repo.unowned()
-        if not free or self._takeover is None:
-            return
         nodes = [n for n in await self.repo.nodes(self.node_ttl) if n.live]
         leases = await self.repo.leases()
-        active = sum(1 for lease in leases.values() if lease.live) + len(free)
-        room = fair_share(active, len(nodes)) - len(self.book.tokens)
-        for instance_id in free[:max(0, room)]:
-            if not await self.claim(instance_id):
-                continue
-            log.info("taking over instance", extra={"node": self.node_id, "instance_id": instance_id})
+        live = [lease for lease in leases.values() if lease.live]
+        share = fair_share(len(live) + len(free), len(nodes))
+        room = share - len(self.book.tokens)
+        if self._takeover is not None:
+            for instance_id in free[:max(0, room)]:
+                if not await self.claim(instance_id):
+                    continue
+                log.info("taking over instance", extra={"node": self.node_id, "instance_id": instance_id})
+                try:
+                    await self._takeover(instance_id)
+                except Exception:
+                    log.exception("takeover failed", extra={"instance_id": instance_id})
+        if free:
+            return  # rebalance only once nothing is waiting for an owner
+        counts = Counter(lease.owner for lease in live)
+        if not any(counts.get(n.node_id, 0) < share for n in nodes if n.node_id != self.node_id):
+            return
+        movable = [i for i in self.book.tokens if self._movable(i)]  # never a link in progress
+        for instance_id in movable[:max(0, len(self.book.tokens) - share)]:
+            await self._hand_over(instance_id)
+
+    async def _hand_over(self, instance_id: str) -> None:
+        """Rebalancing: close the instance here and free its lease; a node below its share takes it over
+        from the stored creds (the link drops once, for the few seconds of a login)."""
+        log.info("handing instance over (rebalancing)", extra={"node": self.node_id, "instance_id": instance_id})
+        self.book.drop(instance_id)
+        if self._lost is not None:
             try:
-                await self._takeover(instance_id)
+                await self._lost(instance_id)
             except Exception:
-                log.exception("takeover failed", extra={"instance_id": instance_id})
+                log.exception("closing a handed-over instance failed", extra={"instance_id": instance_id})
+        await self.repo.release(self.node_id, instance_id)

@@ -57,7 +57,7 @@ class InstanceManager:
         # Cluster mode (docs/cluster.md): instances are resumed by lease takeover, not all by `load`.
         self.cluster = cluster
         if cluster is not None:
-            cluster.bind(self._take_over, self._lease_lost)
+            cluster.bind(self._take_over, self._lease_lost, self._movable)
         self.event_hooks: list[Callable[[InstanceRuntime, EngineEvent], Awaitable[None]]] = []  # every runtime
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -190,6 +190,11 @@ class InstanceManager:
 
     def _by_id(self, instance_id: str) -> InstanceRuntime | None:
         return next((rt for rt in self.runtimes.values() if rt.instance_id == instance_id), None)
+
+    def _movable(self, instance_id: str) -> bool:
+        """Rebalancing moves only open instances: a link in progress (QR, code) would be lost."""
+        rt = self._by_id(instance_id)
+        return rt is not None and rt.state is ConnectionState.OPEN
 
     async def _take_over(self, instance_id: str) -> None:
         """This node now holds the lease: log the instance in from its stored creds (no new link)."""

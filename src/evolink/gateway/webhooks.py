@@ -212,10 +212,14 @@ class DeliveryWorker:
     def __init__(self, store: Store, policy: RetryPolicy, wake: asyncio.Event, *, timeout: float = 30.0,
                  concurrency: int = 32, client: httpx.AsyncClient | None = None,
                  retention: float = DELIVERED_RETENTION, failed_retention: float = FAILED_RETENTION,
-                 clock: Clock | None = None, senders: Mapping[str, EventSender] | None = None) -> None:
+                 clock: Clock | None = None, senders: Mapping[str, EventSender] | None = None,
+                 claim_for: float | None = None) -> None:
         self._store = store
         # Non-HTTP transports by URL scheme (`rabbitmq:?…`); see gateway/event_transports.py.
         self.senders: dict[str, EventSender] = dict(senders or {})
+        # Cluster mode: every node's worker reads the shared outbox; a row is claimed before delivery
+        # (for `claim_for` seconds) so only one node sends it. None: single process, no claims.
+        self._claim_for = claim_for
         self._clock: Clock = clock or SystemClock()
         self._retention = retention
         self._failed_retention = failed_retention
@@ -282,6 +286,9 @@ class DeliveryWorker:
                 continue  # read before its last outcome was stored (PostgreSQL): the wake re-reads it
             if row.lane in self._inflight or len(self._inflight) >= self._concurrency:
                 continue
+            if self._claim_for is not None and not await self._store.claim_outbox(
+                    row.id, row.next_attempt_at, now + self._claim_for):
+                continue  # another node is delivering it
             self._inflight.add(row.lane)
             task = asyncio.create_task(self._deliver(row))
             self._tasks.add(task)

@@ -356,6 +356,16 @@ class Store:
         async with self.db.sessions.begin() as s:
             await s.execute(update(OutboxEvent).where(OutboxEvent.id == event_id).values(**values))
 
+    async def claim_outbox(self, event_id: int, seen_due: float, until: float) -> bool:
+        """Cluster mode: take a due row for delivery by moving its `next_attempt_at` (compare-and-set
+        on the value read); False if another node took it first. A node that dies mid-delivery leaves
+        the row due again at `until` (at-least-once; the event id lets receivers drop a repeat)."""
+        async with self.db.sessions.begin() as s:
+            result = await s.execute(update(OutboxEvent).where(
+                OutboxEvent.id == event_id, OutboxEvent.status == "pending",
+                OutboxEvent.next_attempt_at == seen_due).values(next_attempt_at=until))
+            return bool(getattr(result, "rowcount", 0))
+
     async def drop_pending_outbox(self, instance_name: str) -> int:
         """Forget the events still waiting for an instance's destinations (the instance is being deleted)."""
         async with self.db.sessions.begin() as s:

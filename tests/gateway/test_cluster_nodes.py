@@ -22,8 +22,9 @@ from typing import Any
 
 import httpx
 import pytest
-from gw_helpers import GLOBAL_KEY
+from gw_helpers import GLOBAL_KEY, Receiver
 
+from evolink.gateway.webhooks import EVENT_ID_HEADER
 from evolink.sandbox.server import Sandbox
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -170,8 +171,67 @@ async def _owners(db_url: str) -> dict[str, str]:
     return {r["name"]: r["owner"] for r in rows}
 
 
+async def _outbox(db_url: str, url: str) -> dict[int, tuple[str, str]]:
+    """{row id: (instance, status)} of the outbox rows for the webhook `url` (payloads may be sealed)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(db_url, timeout=5)
+    try:
+        rows = await conn.fetch("SELECT id, instance_name, status FROM outbox WHERE url = $1", url)
+    finally:
+        await conn.close()
+    return {r["id"]: (r["instance_name"], r["status"]) for r in rows}
+
+
+async def _check_webhooks(receiver: Receiver, db_url: str, url: str, names: list[str]) -> None:
+    """Every event queued for the webhook reaches it exactly once per event id (the outbox row id, in the
+    `X-Evolink-Event-Id` header), in order per instance, across the SIGKILL, the restart and the hand-overs."""
+
+    async def settled() -> dict[int, tuple[str, str]]:
+        while True:
+            rows = await _outbox(db_url, url)
+            if rows and all(status == "delivered" for _i, status in rows.values()):
+                return rows
+            await asyncio.sleep(0.2)  # the nodes are other processes: the shared outbox is the only signal
+
+    rows = await asyncio.wait_for(settled(), 30)
+    got = [(int(r.headers[EVENT_ID_HEADER.lower()]), r.body) for r in receiver.received]
+    ids = [i for i, _b in got]
+    assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)  # no duplicate
+    assert set(ids) == set(rows)  # none lost
+    per_instance: dict[str, list[int]] = {}
+    for event_id, body in got:
+        assert body["instance"] == rows[event_id][0]
+        per_instance.setdefault(body["instance"], []).append(event_id)
+    assert sorted(per_instance) == sorted(names)
+    for name, seq in per_instance.items():
+        assert seq == sorted(seq), (name, seq)  # queued order = delivered order, whichever node sent it
+    events = {body["event"] for _i, body in got}
+    assert {"connection.update", "qrcode.updated"} & events, events
+
+
+async def _same_answers(nodes: list[NodeProc], owners: dict[str, str], names: list[str]) -> None:
+    """Any node answers for any instance exactly as its owner does (forwarded or read from the shared store)."""
+    for name in names:
+        owner = next(n for n in nodes if n.node_id == owners[name])
+        calls = [("GET", f"/instance/connectionState/{name}", None),
+                 ("GET", "/instance/fetchInstances", {"instanceName": name}),
+                 ("POST", f"/chat/findChats/{name}", None)]
+        for method, path, params in calls:
+            body = {} if method == "POST" else None
+            want = await owner.client.request(method, path, params=params, json=body)
+            assert want.status_code in (200, 201), (path, want.text)
+            for other in nodes:
+                if other is not owner:
+                    got = await other.client.request(method, path, params=params, json=body)
+                    assert (got.status_code, got.json()) == (want.status_code, want.json()), (path, other.node_id)
+
+
 async def test_three_nodes_failover_without_relink(tmp_path: Path, sandbox: Sandbox, database: str) -> None:
     rnd = random.Random(13)
+    receiver = Receiver()
+    await receiver.start()
+    hook = receiver.url + "/hook"
     nodes = [await _spawn(tmp_path, sandbox, database, i) for i in range(N_NODES)]
     try:
         names = [f"c{i}" for i in range(N_INSTANCES)]
@@ -180,7 +240,9 @@ async def test_three_nodes_failover_without_relink(tmp_path: Path, sandbox: Sand
             sandbox.create_phone(phone)
             node = rnd.choice(nodes)
             created = await node.client.post("/instance/create", json={"instanceName": name,
-                                                                      "integration": "WHATSAPP-BAILEYS"})
+                                                                      "integration": "WHATSAPP-BAILEYS",
+                                                                      "webhook": {"url": hook, "enabled": True,
+                                                                                  "events": []}})
             assert created.status_code == 201, created.text
             answer = (await rnd.choice(nodes).client.get(f"/instance/connect/{name}",
                                                          params={"number": phone})).json()
@@ -193,6 +255,7 @@ async def test_three_nodes_failover_without_relink(tmp_path: Path, sandbox: Sand
             await _all_open(node, names, 30)  # every node answers for every instance
         owners = await _owners(database)
         assert sorted(owners) == sorted(names)
+        await _same_answers(nodes, owners, names)
         devices = {p: [d["jid"] for d in sandbox.get_phone(p)["devices"]] for p in phones}
 
         victim_id = max({o for o in owners.values()}, key=lambda o: sum(1 for v in owners.values() if v == o))
@@ -243,9 +306,12 @@ async def test_three_nodes_failover_without_relink(tmp_path: Path, sandbox: Sand
         print(f"hand-over after SIGTERM: {time.perf_counter() - t0:.2f} s")
         assert set((await _owners(database)).values()) <= {survivors[1].node_id, back.node_id}
         _no_two_live_sockets(sandbox)
+        await _same_answers([survivors[1], back], await _owners(database), names)
+        await _check_webhooks(receiver, database, hook, names)
     finally:
         for node in nodes:
             await _stop(node, signal.SIGTERM if node.proc.returncode is None else signal.SIGKILL)
+        await receiver.stop()
 
 
 async def _owned(node: NodeProc) -> int:

@@ -227,6 +227,49 @@ async def _same_answers(nodes: list[NodeProc], owners: dict[str, str], names: li
                     assert (got.status_code, got.json()) == (want.status_code, want.json()), (path, other.node_id)
 
 
+async def _node_metrics(node: NodeProc) -> tuple[set[str], dict[str, float], float]:
+    """(node labels of evolink_cluster_node_info, {instance: evolution_instance_up}, evolution_instances_total)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    resp = await node.client.get("/metrics")
+    assert resp.status_code == 200, resp.text
+    labels: set[str] = set()
+    up: dict[str, float] = {}
+    total = -1.0
+    for family in text_string_to_metric_families(resp.text):
+        for sample in family.samples:
+            if sample.name == "evolink_cluster_node_info":
+                labels.add(sample.labels["node"])
+            elif sample.name == "evolution_instance_up":
+                up[sample.labels["instance"]] = sample.value
+            elif sample.name == "evolution_instances_total":
+                total = sample.value
+    return labels, up, total
+
+
+async def _metrics_agree(nodes: list[NodeProc], db_url: str, names: list[str]) -> None:
+    """Each node's /metrics names itself and reports exactly the instances it owns (all open), so summing
+    the nodes counts every instance once; its instance total equals /health's count."""
+
+    async def loop() -> None:
+        while True:
+            owners = await _owners(db_url)
+            seen: list[str] = []
+            ok = sorted(owners) == sorted(names)
+            for node in nodes:
+                labels, up, total = await _node_metrics(node)
+                assert labels == {node.node_id}, labels
+                mine = sorted(n for n, o in owners.items() if o == node.node_id)
+                ok = ok and sorted(up) == mine and all(v == 1 for v in up.values())
+                ok = ok and total == len(mine) == await _owned(node)
+                seen.extend(up)
+            if ok and sorted(seen) == sorted(names):
+                return
+            await asyncio.sleep(0.2)  # other processes: polling their /metrics is the only signal
+
+    await asyncio.wait_for(loop(), 15)
+
+
 async def test_three_nodes_failover_without_relink(tmp_path: Path, sandbox: Sandbox, database: str) -> None:
     rnd = random.Random(13)
     receiver = Receiver()
@@ -287,6 +330,7 @@ async def test_three_nodes_failover_without_relink(tmp_path: Path, sandbox: Sand
         print(f"rebalanced onto the restarted node in {time.perf_counter() - t0:.2f} s")
         counts = [await _owned(n) for n in nodes]
         assert max(counts) - min(counts) <= 1 and sum(counts) == N_INSTANCES, counts
+        await _metrics_agree(nodes, database, names)
         assert {p: [d["jid"] for d in sandbox.get_phone(p)["devices"]] for p in phones} == devices  # no relink
         for phone in phones:
             # logins: the link, at most one rebalancing move while the instances were being linked

@@ -30,6 +30,8 @@ from evolink.sandbox.server import Sandbox
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 LEASE = 3.0  # seconds (EVOLINK_LEASE_SECONDS); the default is 15
+WEBHOOK_TIMEOUT_MS = 2000  # WEBHOOK_REQUEST_TIMEOUT_MS: a webhook claim lasts this + 30 s in cluster mode
+CLAIM = WEBHOOK_TIMEOUT_MS / 1000 + 30
 N_NODES = 3
 # The issue's acceptance runs 60 (EVOLINK_CLUSTER_TEST_INSTANCES=60, a few minutes on 2 cores); 6 in the suite.
 N_INSTANCES = int(os.environ.get("EVOLINK_CLUSTER_TEST_INSTANCES", "6"))
@@ -85,7 +87,7 @@ async def _spawn(tmp_path: Path, sb: Sandbox, db_url: str, index: int) -> NodePr
            "EVOLINK_SECRET_KEY": "cluster-test-secret-key-0123456789",
            "DATABASE_PROVIDER": "postgresql", "DATABASE_CONNECTION_URI": db_url,
            "CACHE_REDIS_URI": "redis://127.0.0.1:6379/0", "EVOLINK_NODE_ID": f"node{index}",
-           "EVOLINK_LEASE_SECONDS": str(LEASE),
+           "EVOLINK_LEASE_SECONDS": str(LEASE), "WEBHOOK_REQUEST_TIMEOUT_MS": str(WEBHOOK_TIMEOUT_MS),
            "WA_WEBSOCKET_URL": sb.ws_url, "WA_ROOT_PUBLIC_KEY": sb.root_public_key, "LOG_LEVEL": "ERROR,WARN,INFO",
            "CLOCK_NTP_SERVERS": "127.0.0.1:9", "CLOCK_UPSTREAM_HTTP_URL": sb.admin_url + "/admin/clock"}
     proc = await asyncio.create_subprocess_exec(
@@ -185,7 +187,11 @@ async def _outbox(db_url: str, url: str) -> dict[int, tuple[str, str]]:
 
 async def _check_webhooks(receiver: Receiver, db_url: str, url: str, names: list[str]) -> None:
     """Every event queued for the webhook reaches it exactly once per event id (the outbox row id, in the
-    `X-Evolink-Event-Id` header), in order per instance, across the SIGKILL, the restart and the hand-overs."""
+    `X-Evolink-Event-Id` header), in order per instance, across the SIGKILL, the restart and the hand-overs.
+
+    The one allowed repeat: a row the killed node had POSTed but not yet marked delivered, sent again once
+    its claim ran out. Any node delivers any lane, one row at a time, so that is at most one row per lane
+    (here: per instance), received twice. In a quiet run (the usual case) there is none."""
 
     async def settled() -> dict[int, tuple[str, str]]:
         while True:
@@ -194,11 +200,20 @@ async def _check_webhooks(receiver: Receiver, db_url: str, url: str, names: list
                 return rows
             await asyncio.sleep(0.2)  # the nodes are other processes: the shared outbox is the only signal
 
-    rows = await asyncio.wait_for(settled(), 30)
+    rows = await asyncio.wait_for(settled(), 30 + CLAIM)  # a row in flight at the kill waits for its claim
     got = [(int(r.headers[EVENT_ID_HEADER.lower()]), r.body) for r in receiver.received]
     ids = [i for i, _b in got]
-    assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)  # no duplicate
+    repeats = sorted(i for i in set(ids) if ids.count(i) > 1)
+    assert all(ids.count(i) == 2 for i in repeats), repeats
+    repeated_lanes = [rows[i][0] for i in repeats]
+    assert len(repeated_lanes) == len(set(repeated_lanes)), repeats  # at most one per lane
+    if repeats:
+        print(f"webhook rows sent twice (in flight at the SIGKILL): {repeats}")
     assert set(ids) == set(rows)  # none lost
+    first: dict[int, dict[str, Any]] = {}
+    for event_id, body in got:
+        first.setdefault(event_id, body)  # a repeat is judged by its first arrival
+    got = list(first.items())
     per_instance: dict[str, list[int]] = {}
     for event_id, body in got:
         assert body["instance"] == rows[event_id][0]

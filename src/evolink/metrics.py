@@ -65,6 +65,9 @@ pairing_duration_seconds = Histogram(
     "evolink_pairing_duration_seconds", "Time from connect to link outcome", ["method"],
     buckets=(1, 2.5, 5, 10, 20, 30, 45, 60, 90, 120, 180, 300), registry=REGISTRY)
 instances = Gauge("evolink_instances", "Instances by connection state", ["state"], registry=REGISTRY)
+cluster_node_info = Gauge(
+    "evolink_cluster_node_info", "1, labelled with this node's EVOLINK_NODE_ID (cluster mode only)", ["node"],
+    registry=REGISTRY)
 
 # --- Evolution API compatible ---------------------------------------------------------------------
 evolution_environment_info = Gauge(
@@ -182,6 +185,11 @@ def set_instance_states(states: Mapping[str, str] | Iterable[tuple[str, str]],
     for st, n in counts.items():
         instances.labels(st).set(n)
     evolution_instances_total.set(len(items))
+
+
+def set_cluster_node(node_id: str) -> None:
+    cluster_node_info.clear()
+    cluster_node_info.labels(node_id).set(1)
 
 
 def set_environment_info(version: str, client_name: str, server_url: str) -> None:

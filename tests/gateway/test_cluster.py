@@ -234,3 +234,24 @@ async def test_rebalancing_never_moves_a_link_in_progress(db: Database) -> None:
     await b.cluster.tick()
     assert len(b.cluster.owned) == 1
     await asyncio.gather(a.manager.shutdown(), b.manager.shutdown())
+
+
+@pg
+async def test_only_the_owner_reports_an_instance_state(db: Database) -> None:
+    """Created on a, connected through b: a keeps a closed runtime for it, but neither its metrics
+    snapshot (`states`) nor its live-state lookups (`running`, used by fetchInstances) report it."""
+    a, b = Node(db, "node-a", ttl=3.0), Node(db, "node-b", ttl=3.0)
+    row, _rt_a = await a.manager.create(CreateRequest(name="i1"))
+    assert a.manager.states() == {} and a.manager.running("i1") is None  # nobody owns it yet
+    rt_b = await b.manager.get("i1")
+    assert rt_b is not None
+    await rt_b.connect()
+    await b.hub.latest("i1").link()
+    assert await rt_b._wait(lambda: rt_b.state == "open", 5)
+    await rt_b.settle()
+    assert b.cluster.owned == [row.id] and b.manager.running("i1") is rt_b
+    assert b.manager.states() == {"i1": "open"}
+    assert "i1" in a.manager.runtimes  # the stale closed runtime is still loaded on a …
+    assert a.manager.states() == {} and a.manager.running("i1") is None  # … and reported by no one
+    await b.manager.shutdown()
+    await a.manager.shutdown()

@@ -16,7 +16,7 @@ from gw_helpers import Receiver
 from evolink.clock import CorrectedClock
 from evolink.gateway import DeliveryWorker, EventPublisher, GlobalWebhook, RetryPolicy, WebhookTarget
 from evolink.gateway.jwt import webhook_jwt
-from evolink.gateway.webhooks import InstanceRef
+from evolink.gateway.webhooks import EVENT_ID_HEADER, InstanceRef
 from evolink.store import Store
 
 
@@ -98,6 +98,9 @@ async def test_delivery_order_retries_and_dead_letters(store: Store) -> None:
         first = receiver.received[0]
         assert first.headers["x-b"] == "2" and "jwt_key" not in first.headers
         assert first.headers["authorization"].startswith("Bearer ")
+        # X-Evolink-Event-Id: the outbox row id (the head was retried: still one id per event)
+        ids = [int(r.headers[EVENT_ID_HEADER.lower()]) for r in receiver.received]
+        assert ids == sorted(set(ids)) and len(ids) == 5, ids
 
         receiver.status = 404  # non-retryable: dropped after one attempt, the lane moves on
         hits = receiver.hits

@@ -186,6 +186,8 @@ def create_app(settings: Settings, *, engine_factory: EngineFactory | None = Non
         app.state.database = db
         app.state.instance_states = manager.states
         observe.set_environment_info(__version__, settings.DATABASE_CONNECTION_CLIENT_NAME, settings.SERVER_URL or "")
+        if cluster is not None:
+            observe.set_cluster_node(cluster.node_id)
         stop_step_events = None
         if clock_guard is not None:
             # CLOCK_STEP (evolink extension event) for every loaded instance that subscribed to it.

@@ -158,7 +158,7 @@ async def fetch_instances(request: Request, instanceName: str | None = None,
             raise ApiError(401)
     out = []
     for row in rows:
-        rt = ctx.manager.runtimes.get(row.name)
+        rt = ctx.manager.running(row.name)  # cluster: another node's live state is the stored one
         item = instance_row(row, await ctx.store.get_setting(row.id), rt.state if rt else None)
         try:
             item["Proxy"] = proxy_row(await ctx.store.get_proxy(row.id))

@@ -141,7 +141,7 @@ async def events(request: Request, token: str = "") -> StreamingResponse:
 
 def _view(ctx: GatewayContext, row: Instance, attempts: list[Any] | None = None) -> dict[str, Any]:
     s = ctx.settings
-    view = instance_view(row, ctx.manager.runtimes.get(row.name), qrcode_limit=s.QRCODE_LIMIT,
+    view = instance_view(row, ctx.manager.running(row.name), qrcode_limit=s.QRCODE_LIMIT,
                          phone_client=s.CONFIG_SESSION_PHONE_CLIENT, phone_name=s.CONFIG_SESSION_PHONE_NAME,
                          attempts=attempts)
     view["serverNow"] = iso_utc(ctx.clock.now())  # the page counts down on the gateway's (corrected) time

@@ -83,9 +83,18 @@ class InstanceManager:
 
         return lookup
 
+    def running(self, name: str) -> InstanceRuntime | None:
+        """The runtime whose state is authoritative here: any loaded one on a single node; in cluster
+        mode only one this node holds the lease of (another node's instance may have a stale, closed
+        runtime here, e.g. created here and connected elsewhere, or handed over by rebalancing)."""
+        rt = self.runtimes.get(name)
+        if rt is None or self.cluster is None:
+            return rt
+        return rt if rt.instance_id in self.cluster.book.tokens else None
+
     def states(self) -> dict[str, str]:
-        """{instance name: open|connecting|close} of the instances loaded in this process."""
-        return {name: rt.state.value for name, rt in self.runtimes.items()}
+        """{instance name: open|connecting|close} of the instances this process runs (see `running`)."""
+        return {name: rt.state.value for name in self.runtimes if (rt := self.running(name)) is not None}
 
     def publish_states(self) -> None:
         observe.publish_instance_states(self.states())

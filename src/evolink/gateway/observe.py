@@ -53,3 +53,9 @@ def publish_instance_states(states: dict[str, str]) -> None:
 
 def set_environment_info(version: str, client_name: str, server_url: str) -> None:
     _safely(metrics.set_environment_info, version, client_name, server_url)
+
+
+def set_cluster_node(node_id: str) -> None:
+    """Cluster mode: `evolink_cluster_node_info{node}`; the instance gauges then cover only the
+    instances this node owns, so every instance is reported by exactly one node."""
+    _safely(metrics.set_cluster_node, node_id)

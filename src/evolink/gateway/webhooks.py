@@ -45,6 +45,7 @@ _PER_INSTANCE_ONLY = {"STATUS_INSTANCE", "REMOVE_INSTANCE", "LOGOUT_INSTANCE"}
 # "all events" in Evolution, does not include them), the global webhook only with its env flag.
 OPT_IN_EVENTS = {"CLOCK_STEP"}
 IDLE_SLEEP = 30.0
+EVENT_ID_HEADER = "X-Evolink-Event-Id"  # evolink addition: one id per event and destination
 PRUNE_EVERY = 600.0  # seconds between clean-ups of finished rows (at most; half the shortest retention if less)
 DELIVERED_RETENTION = 3_600.0  # delivered rows are kept an hour for inspection (EVOLINK_OUTBOX_DELIVERED_…)
 FAILED_RETENTION = 604_800.0  # failed rows (dead letters) a week (EVOLINK_OUTBOX_FAILED_RETENTION_SECONDS)
@@ -400,6 +401,8 @@ class DeliveryWorker:
         loop). Rows stored before `webhook_rules` existed can still carry such settings."""
         try:
             headers = _request_headers(row.headers, self._clock.time())
+            # the outbox row id: the same on every retry and from every node (at-least-once dedup key)
+            headers[EVENT_ID_HEADER] = str(row.id)
             resp = await self._client.post(row.url, json=row.payload, headers=headers)
         except asyncio.CancelledError:
             raise

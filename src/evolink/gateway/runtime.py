@@ -40,8 +40,8 @@ from evolink.gateway.messages import InstanceMessages, MessageHub
 from evolink.gateway.observe import LinkGuard, allow_all
 from evolink.gateway.ports import EngineFactory, EnginePort
 from evolink.gateway.proxy import ProxySpec, ProxyUnavailable
-from evolink.gateway.qr import evolution_code, render_png_data_url
-from evolink.gateway.runtime_effects import EffectRunner, InstanceFence, LeaseHeld, RuntimeHooks, pairing_code
+from evolink.gateway.runtime_effects import EffectRunner, InstanceFence, LeaseHeld, RuntimeHooks
+from evolink.gateway.runtime_events import LIFECYCLE_EVENTS, EventContext, bare_jid
 from evolink.gateway.runtime_views import QrObject
 from evolink.gateway.sending import InstanceSender
 from evolink.gateway.webhooks import EventPublisher, InstanceRef
@@ -49,15 +49,10 @@ from evolink.store import Store
 from evolink.wa.events import (
     CallEvent,
     CloseEvent,
-    ConnectingEvent,
     ConnectionState,
     EngineEvent,
-    LoggedOutEvent,
     MessageEvent,
     OpenEvent,
-    PairingCodeEvent,
-    PushNameEvent,
-    QrEvent,
     ReceiptEvent,
 )
 
@@ -80,12 +75,6 @@ def normalise_number(number: str | None) -> str | None:
     if number is None or not number.strip():
         return None
     return phone_number(number)
-
-
-def bare_jid(jid: str) -> str:
-    """`5511...:12@s.whatsapp.net` -> `5511...@s.whatsapp.net` (Evolution's `wuid`)."""
-    user, _, server = jid.partition("@")
-    return f"{user.split(':', 1)[0]}@{server or 's.whatsapp.net'}"
 
 
 @dataclass(slots=True)
@@ -158,13 +147,6 @@ class InstanceRuntime:
             messages=self.messages,
             hooks=RuntimeHooks(lifecycle=lambda: self._lc, ref=lambda: self.ref, apply=self._apply,
                                enqueue=self._enqueue, start_consumer=self._start_consumer, renew=self._renew))
-        # Engine events -> lifecycle events. The one dispatch point of engine events: events not in
-        # this map (messages, receipts …) are not part of the lifecycle.
-        self._engine_events: dict[type, Callable[[Any], Awaitable[lc_.Event | None]]] = {
-            ConnectingEvent: self._ev_connecting, QrEvent: self._ev_qr, PairingCodeEvent: self._ev_code,
-            OpenEvent: self._ev_open, CloseEvent: self._ev_close, LoggedOutEvent: self._ev_logged_out,
-            PushNameEvent: self._ev_push_name,
-        }
         # Engine events outside the lifecycle: the messaging pipeline's (gateway/messages.py, sending.py).
         self._message_events: dict[type, Callable[[Any], Awaitable[None]]] = {
             MessageEvent: self._ev_message, ReceiptEvent: self._ev_message, CallEvent: self._ev_call,
@@ -445,11 +427,12 @@ class InstanceRuntime:
                 self._queue.task_done()
 
     async def _handle(self, ev: EngineEvent) -> None:
-        translate = self._engine_events.get(type(ev))
+        # Engine events -> lifecycle events (gateway/runtime_events.py). The one dispatch point of
+        # engine events: events not in that table (messages, receipts …) are not part of the lifecycle.
+        translate = LIFECYCLE_EVENTS.get(type(ev))
         if translate is not None:
-            event = await translate(ev)
-            if event is not None:
-                await self._step(event)
+            await self._step(await translate(ev, self._lc, EventContext(self.clock, self._elapsed,
+                                                                        self.options.qrcode_color)))
             if isinstance(ev, OpenEvent) and self.state == ConnectionState.OPEN and self.sender is not None:
                 # alwaysOnline, crash leftovers (announce, resend once)
                 self._after_open = asyncio.create_task(self.sender.after_open(), name=f"after-open-{self.name}")
@@ -467,28 +450,3 @@ class InstanceRuntime:
     async def _ev_call(self, ev: CallEvent) -> None:
         if self.sender is not None:
             await self.sender.on_call(ev)
-
-    async def _ev_connecting(self, _ev: ConnectingEvent) -> lc_.Event:
-        return lc_.EngineConnecting()
-
-    async def _ev_qr(self, ev: QrEvent) -> lc_.Event:
-        code = evolution_code(ev.qr)  # the PNG encodes `code` itself, as Evolution's does (phones accept it)
-        if self._lc.qr_count >= self._lc.qrcode_limit:
-            return lc_.QrShown(code, "", ev.index, ev.expires_at)  # refused by the table: no image needed
-        png = await asyncio.to_thread(render_png_data_url, code, self.options.qrcode_color)
-        return lc_.QrShown(code, png, ev.index, ev.expires_at)
-
-    async def _ev_code(self, ev: PairingCodeEvent) -> lc_.Event:
-        return lc_.CodeIssued(pairing_code(ev, self.clock, self._elapsed))
-
-    async def _ev_open(self, ev: OpenEvent) -> lc_.Event:
-        return lc_.Opened(bare_jid(ev.jid), ev.push_name)
-
-    async def _ev_close(self, ev: CloseEvent) -> lc_.Event:
-        return lc_.Closed(ev, self.clock.now())
-
-    async def _ev_logged_out(self, _ev: LoggedOutEvent) -> lc_.Event:
-        return lc_.LoggedOutUpstream()
-
-    async def _ev_push_name(self, ev: PushNameEvent) -> lc_.Event:
-        return lc_.PushNameLearned(ev.name)  # the account told its name: fetchInstances' profileName

@@ -103,7 +103,8 @@ class InstanceRuntime:
       drops events of a replaced engine) and a terminal close is final until the next `connect`.
     - API operations that start or stop the engine run under one lock, so concurrent `connect`
       calls share one attempt; they wait for the server (QR, code) outside the lock, bounded by
-      `RuntimeOptions.connect_wait`.
+      `RuntimeOptions.connect_wait`. `lease_lost` alone skips the lock: a stuck connect must not
+      delay fencing.
     - Engine events are handled by one task per instance, in the engine's order; `settle` waits
       (bounded) for the ones received so far.
     - In cluster mode (`fence` set) a node that lost the lease writes and announces nothing.

@@ -8,7 +8,6 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
 
 import aio_pika
 import pytest
@@ -16,21 +15,6 @@ from event_consumers import NATS_URL, RABBIT_URL, NatsSubjects, need_brokers
 
 from evolink.gateway.amqp_sender import RabbitSender, redact_uri
 from evolink.gateway.nats_sender import NatsSender
-
-
-@pytest.fixture
-async def hanging_port() -> AsyncIterator[int]:
-    held: list[asyncio.StreamWriter] = []
-
-    async def hold(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        held.append(w)
-
-    server = await asyncio.start_server(hold, "127.0.0.1", 0)
-    yield server.sockets[0].getsockname()[1]
-    for w in held:
-        w.close()
-    server.close()
-    await server.wait_closed()
 
 
 def test_uri_passwords_are_masked() -> None:
@@ -84,13 +68,13 @@ async def test_nats_publish_is_flushed_and_bad_subjects_refused() -> None:
 
 
 @pytest.mark.parametrize("kind", ["rabbitmq", "nats"])
-async def test_hanging_broker_ties_up_one_caller_and_logs_once(kind: str, hanging_port: int,
+async def test_hanging_broker_ties_up_one_caller_and_logs_once(kind: str, hanging_broker: int,
                                                                caplog: pytest.LogCaptureFixture) -> None:
     sender: RabbitSender | NatsSender
     if kind == "rabbitmq":
-        sender = RabbitSender(f"amqp://guest:pw@127.0.0.1:{hanging_port}/", connect_timeout=3)
+        sender = RabbitSender(f"amqp://guest:pw@127.0.0.1:{hanging_broker}/", connect_timeout=3)
     else:
-        sender = NatsSender(f"nats://127.0.0.1:{hanging_port}", connect_timeout=1)
+        sender = NatsSender(f"nats://127.0.0.1:{hanging_broker}", connect_timeout=1)
     caplog.set_level(logging.WARNING, logger="evolink.gateway")
     address = {"exchange": "x", "queue": "q", "bind": "k", "key": "k", "subject": "s"}
 

@@ -3,10 +3,8 @@ authentication, and a broker that hangs not holding up the API or the webhooks."
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -160,22 +158,6 @@ async def test_socketio_authentication(tmp_path: Path) -> None:
         assert await _try_connect(base_url, "/other", {"apikey": token}) is not None
         assert await _try_connect(base_url, "/shop", {"apikey": "wrong"}) is not None
         assert await _try_connect(base_url, "/shop") is not None
-
-
-@pytest.fixture
-async def hanging_broker() -> AsyncIterator[int]:
-    """Accepts TCP connections and never answers (the worst kind of down broker)."""
-    held: list[asyncio.StreamWriter] = []
-
-    async def hold(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        held.append(w)
-
-    server = await asyncio.start_server(hold, "127.0.0.1", 0)
-    yield server.sockets[0].getsockname()[1]
-    for w in held:
-        w.close()
-    server.close()
-    await server.wait_closed()
 
 
 async def test_hanging_broker_holds_up_neither_api_nor_webhooks(tmp_path: Path, receiver: Receiver,

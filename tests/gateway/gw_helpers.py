@@ -185,3 +185,16 @@ async def spawn_serve(tmp_path: Path, sb: Sandbox, port: int, extra: dict[str, s
 
     await asyncio.wait_for(ready(), within)
     return proc
+
+
+async def until_up(client: httpx.AsyncClient, within: float = 15.0) -> None:
+    """Bounded wait until a spawned gateway answers `GET /`."""
+    async def loop() -> None:
+        while True:
+            try:
+                if (await client.get("/")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                await asyncio.sleep(0.05)  # uvicorn binds just after printing its banner
+
+    await asyncio.wait_for(loop(), within)

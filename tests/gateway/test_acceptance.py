@@ -13,7 +13,15 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from gw_helpers import GLOBAL_KEY, Receiver, create_instance, make_settings, running_gateway, spawn_serve
+from gw_helpers import (
+    GLOBAL_KEY,
+    Receiver,
+    create_instance,
+    make_settings,
+    running_gateway,
+    spawn_serve,
+    until_up,
+)
 
 from evolink.api.apikey import ApiKey
 from evolink.api.app import create_app
@@ -274,7 +282,7 @@ async def test_killed_process_resumes_without_relink(tmp_path: Path, sandbox: Sa
                                  timeout=30) as client:
         proc = await _spawn_serve(tmp_path, sandbox, port)
         try:
-            await asyncio.wait_for(_until_up(client), 15)
+            await until_up(client)
             await create_instance(client, "k1", receiver.url)
             code = (await connect(client, "k1", PHONE))["pairingCode"]
             await sandbox.link_code(PHONE, code)
@@ -285,7 +293,7 @@ async def test_killed_process_resumes_without_relink(tmp_path: Path, sandbox: Sa
         devices = [d["jid"] for d in sandbox.get_phone(PHONE)["devices"]]
         proc = await _spawn_serve(tmp_path, sandbox, port)
         try:
-            await asyncio.wait_for(_until_up(client), 15)
+            await until_up(client)
             await _poll_state(client, "k1", "open", 20)
             assert [d["jid"] for d in sandbox.get_phone(PHONE)["devices"]] == devices
         finally:
@@ -293,10 +301,3 @@ async def test_killed_process_resumes_without_relink(tmp_path: Path, sandbox: Sa
             await asyncio.wait_for(proc.wait(), 15)
 
 
-async def _until_up(client: httpx.AsyncClient) -> None:
-    while True:
-        try:
-            if (await client.get("/")).status_code == 200:
-                return
-        except httpx.TransportError:
-            await asyncio.sleep(0.05)  # uvicorn binds just after printing its banner

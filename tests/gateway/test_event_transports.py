@@ -21,7 +21,7 @@ from event_consumers import (
     TcpForwarder,
     need_brokers,
 )
-from gw_helpers import GLOBAL_KEY, Receiver, create_instance, spawn_serve
+from gw_helpers import GLOBAL_KEY, Receiver, create_instance, spawn_serve, until_up
 from sqlalchemy import text
 from test_acceptance import PHONE, connect, fast_engines, gw_settings, http_gateway, sandbox
 
@@ -124,15 +124,6 @@ async def _spawn(tmp_path: Path, sb: Sandbox, port: int, extra: dict[str, str]) 
     return await spawn_serve(tmp_path, sb, port, extra)
 
 
-async def _until_up(client: httpx.AsyncClient) -> None:
-    while True:
-        try:
-            if (await client.get("/")).status_code == 200:
-                return
-        except httpx.TransportError:
-            await asyncio.sleep(0.05)  # uvicorn binds just after printing its banner
-
-
 async def _until_broker_attempts(tmp_path: Path, attempts: int, within: float) -> None:
     """Poll the killed-and-restarted gateway's outbox (its SQLite file) until every pending broker row
     of the lane heads has been tried `attempts` times: rows that gave up would leave `pending`."""
@@ -184,7 +175,7 @@ async def test_brokers_down_then_back_with_a_kill_9_between_lose_nothing(tmp_pat
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers={"apikey": GLOBAL_KEY},
                                      timeout=30) as client:
             proc = await _spawn(tmp_path, sandbox, port, extra)
-            await asyncio.wait_for(_until_up(client), 15)
+            await until_up(client)
             await create_instance(client, name, receiver.url, rabbitmq={"events": list(EVENTS)},
                                   nats={"events": list(EVENTS)})
             code = (await connect(client, name, PHONE))["pairingCode"]

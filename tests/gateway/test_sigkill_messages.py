@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 import pytest
-from gw_helpers import GLOBAL_KEY, Receiver, create_instance, spawn_serve
+from gw_helpers import GLOBAL_KEY, Receiver, create_instance, spawn_serve, until_up
 
 from evolink.sandbox.server import Sandbox
 
@@ -53,18 +53,6 @@ async def until_open(client: httpx.AsyncClient, name: str, within: float = 30.0)
             except httpx.TransportError:
                 pass
             await asyncio.sleep(0.05)  # another process: its HTTP API is the only signal
-
-    await asyncio.wait_for(loop(), within)
-
-
-async def until_up(client: httpx.AsyncClient, within: float = 15.0) -> None:
-    async def loop() -> None:
-        while True:
-            try:
-                if (await client.get("/")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                await asyncio.sleep(0.05)  # uvicorn binds just after printing its banner
 
     await asyncio.wait_for(loop(), within)
 
